@@ -1,0 +1,45 @@
+# The README documents `make demo` and `make test`; both set up .venv from scratch when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned to the releases the project is tested with (see DESIGN.md):
+# PyPI's torchvision does not import beside other torch builds, and lpips / open_clip need it.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: venv install test test-slow lint format demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check upsampler cli tests benchmarks examples
+	$(BIN)/ruff format --check upsampler cli tests benchmarks examples
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format upsampler cli tests benchmarks examples
+	$(BIN)/ruff check --fix upsampler cli tests benchmarks examples
+
+demo: $(VENV)/.installed
+	$(BIN)/upsampler --version
+	$(BIN)/upsampler presets
+	@echo "No trained weights ship yet: the built-in models arrive with their own release."
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/presets.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

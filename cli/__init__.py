@@ -1,0 +1,1 @@
+"""The ``upsampler`` command-line interface (installed as the ``upsampler_cli`` package)."""

@@ -1,0 +1,56 @@
+"""The ``upsampler`` console script: a thin typer layer over the library.
+
+Each subcommand lives in its own module and is registered here; the library never imports
+typer and never prints, so everything user-facing (progress, summaries, exit codes) is here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+import upsampler
+
+app = typer.Typer(
+    name="upsampler",
+    help="GigaGAN super-resolution: upscale images 4x/8x, degrade photos, train and evaluate models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"upsampler {upsampler.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """GigaGAN super-resolution toolkit."""
+
+
+def _register() -> None:
+    # One import per subcommand module; each defines a function taking typer options.
+    from upsampler_cli.presets import presets
+
+    app.command("presets")(presets)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""``upsampler presets``: the generator presets with their sizes."""
+
+from __future__ import annotations
+
+import typer
+
+from upsampler.models.generator import GigaGANUpsampler
+
+
+def presets(
+    scale: int = typer.Option(
+        4, "--scale", help="Upscaling factor the sizes are given for (4 or 8)."
+    ),
+    text: bool = typer.Option(
+        False,
+        "--text/--no-text",
+        help="Count the text-conditioned variant instead of the unconditional one.",
+    ),
+) -> None:
+    """List the generator presets with their parameter counts."""
+    typer.echo(
+        f"{'preset':<8} {'parameters':>14}  (scale {scale}, {'text' if text else 'unconditional'})"
+    )
+    for name in GigaGANUpsampler.preset_names():
+        count = GigaGANUpsampler.preset_parameter_count(name, scale=scale, text_conditioning=text)
+        typer.echo(f"{name:<8} {count:>14,}")

@@ -1,0 +1,63 @@
+"""Tiny models and inputs shared by the tests: a few channels, two or three levels, CPU only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from upsampler import GigaGANDiscriminator, GigaGANUpsampler, TextEmbeddings
+
+TEXT_EMBED_DIM = 12
+
+
+def tiny_generator(
+    scale: int = 4, text_conditioning: bool = False, **overrides
+) -> GigaGANUpsampler:
+    config = dict(
+        scale=scale,
+        encoder_channels=[8, 16, 16],
+        upsample_channels=[16, 8, 8],
+        blocks_per_level=1,
+        num_kernels=2,
+        z_dim=8,
+        style_dim=16,
+        mapping_layers=2,
+        attention_levels=[2],
+        attention_heads=2,
+        text_conditioning=text_conditioning,
+        text_embed_dim=TEXT_EMBED_DIM,
+        text_dim=16,
+        text_layers=1,
+        text_heads=2,
+    )
+    config.update(overrides)
+    torch.manual_seed(0)
+    return GigaGANUpsampler(**config)
+
+
+def tiny_discriminator(text_conditioning: bool = False, **overrides) -> GigaGANDiscriminator:
+    config = dict(
+        channels=[8, 16, 16],
+        blocks_per_level=1,
+        lq_conditioning=True,
+        text_conditioning=text_conditioning,
+        text_embed_dim=TEXT_EMBED_DIM,
+        text_dim=8,
+    )
+    config.update(overrides)
+    torch.manual_seed(1)
+    return GigaGANDiscriminator(**config)
+
+
+def random_text(batch: int, length: int = 5, seed: int = 0) -> TextEmbeddings:
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(batch, length, TEXT_EMBED_DIM, generator=generator)
+    # Real prompts have different lengths: mask out a different tail in each row.
+    lengths = torch.arange(batch) % length + 1
+    mask = torch.arange(length)[None] < lengths[:, None]
+    return TextEmbeddings(tokens=tokens, pooled=tokens[:, 0].clone(), mask=mask)
+
+
+@pytest.fixture
+def lq() -> torch.Tensor:
+    return torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import random_text, tiny_discriminator, tiny_generator
+from upsampler import GigaGANUpsampler
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+@pytest.mark.parametrize("text_conditioning", [False, True])
+@pytest.mark.parametrize("size", [(16, 16), (16, 24), (36, 12)])
+def test_forward_shapes_and_pyramid(scale, text_conditioning, size):
+    model = tiny_generator(scale=scale, text_conditioning=text_conditioning).eval()
+    height, width = size
+    lq = torch.rand(2, 3, height, width)
+    text = random_text(2) if text_conditioning else None
+    with torch.no_grad():
+        out = model(lq, text, generator=seeded(0), return_pyramid=True)
+    assert out.hq.shape == (2, 3, scale * height, scale * width)
+    assert torch.isfinite(out.hq).all()
+    # 3 encoder levels: the pyramid starts at 1/4 of the input and doubles up to the output.
+    expected = [(height * 2**i // 4, width * 2**i // 4) for i in range(2 + int(scale).bit_length())]
+    assert [tuple(p.shape[-2:]) for p in out.pyramid] == expected
+    assert model.pyramid_sizes(height, width) == expected
+    assert out.pyramid[-1] is out.hq
+    with torch.no_grad():
+        assert model(lq, text, generator=seeded(0)).pyramid is None
+
+
+def test_asymmetric_unet_has_log2_scale_more_upsampling_stages():
+    for scale, extra in [(4, 2), (8, 3)]:
+        model = tiny_generator(scale=scale)
+        downsampling = len(model.downsamples)
+        upsampling = len(model.decoder_blocks) - 1
+        assert downsampling == 2
+        assert upsampling - downsampling == extra
+
+
+def test_residual_input_starts_from_interpolation():
+    """With the RGB heads zeroed, the output is exactly the bicubic upsample of the input."""
+    model = tiny_generator().eval()
+    for to_rgb in model.to_rgb:
+        torch.nn.init.zeros_(to_rgb.conv.weight)
+    lq = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        hq = model(lq, generator=seeded(0)).hq
+    expected = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
+    torch.testing.assert_close(hq, expected)
+
+
+def test_seed_controls_output(lq):
+    model = tiny_generator().eval()
+    with torch.no_grad():
+        a = model(lq, generator=seeded(0)).hq
+        b = model(lq, generator=seeded(0)).hq
+        c = model(lq, generator=seeded(1)).hq
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert (a - c).abs().max() > 1e-4
+
+
+def test_truncation_psi_zero_ignores_z(lq):
+    model = tiny_generator().eval()
+    model.w_avg.normal_()  # a non-trivial mean style
+    with torch.no_grad():
+        a = model(lq, generator=seeded(0), truncation_psi=0.0).hq
+        b = model(lq, generator=seeded(1), truncation_psi=0.0).hq
+        c = model(lq, generator=seeded(1), truncation_psi=0.5).hq
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-4
+
+
+def test_w_avg_tracks_styles_in_training():
+    model = tiny_generator().train()
+    before = model.w_avg.clone()
+    model(torch.rand(2, 3, 16, 16), generator=seeded(0))
+    assert not torch.equal(before, model.w_avg)
+    model.eval()
+    after = model.w_avg.clone()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 16, 16), generator=seeded(0))
+    assert torch.equal(after, model.w_avg)
+
+
+def test_style_mixing(lq):
+    model = tiny_generator().eval()
+    z1 = model.sample_z(2, seeded(0))
+    z2 = model.sample_z(2, seeded(1))
+    with torch.no_grad():
+        only_1 = model(lq, z=z1).hq
+        only_2 = model(lq, z=z2).hq
+        none_mixed = model(lq, z=z1, mix_z=z2, mix_cutoff=model.num_styles).hq
+        all_mixed = model(lq, z=z1, mix_z=z2, mix_cutoff=0).hq
+        half = model(lq, z=z1, mix_z=z2, mix_cutoff=model.num_styles // 2).hq
+    torch.testing.assert_close(none_mixed, only_1)
+    torch.testing.assert_close(all_mixed, only_2)
+    assert (half - only_1).abs().max() > 1e-5 and (half - only_2).abs().max() > 1e-5
+    with pytest.raises(ValueError, match="mix_cutoff"):
+        model(lq, z=z1, mix_z=z2)
+
+
+def test_shared_ws_make_output_independent_of_z(lq):
+    model = tiny_generator().eval()
+    ws = model.styles(2, generator=seeded(3))
+    with torch.no_grad():
+        a = model(lq, ws=ws, generator=seeded(0)).hq
+        b = model(lq, ws=ws, generator=seeded(1)).hq
+    torch.testing.assert_close(a, b)
+
+
+def test_text_changes_output_and_is_required(lq):
+    model = tiny_generator(text_conditioning=True).eval()
+    with torch.no_grad():
+        a = model(lq, random_text(2, seed=0), generator=seeded(0)).hq
+        b = model(lq, random_text(2, seed=1), generator=seeded(0)).hq
+    assert (a - b).abs().max() > 1e-5
+    with pytest.raises(ValueError, match="text-conditioned"):
+        model(lq, generator=seeded(0))
+    with pytest.raises(ValueError, match="3 text embeddings for a batch of 2"):
+        model(lq, random_text(3))
+
+
+def test_unconditional_variant_has_no_text_parameters():
+    unconditional = tiny_generator(text_conditioning=False)
+    conditional = tiny_generator(text_conditioning=True)
+    assert unconditional.text_transformer is None
+    names = [name for name, _ in unconditional.named_parameters()]
+    assert not any("text" in name or "cross" in name or "kv_cross" in name for name in names)
+    assert sum(p.numel() for p in conditional.parameters()) > sum(
+        p.numel() for p in unconditional.parameters()
+    )
+
+
+@pytest.mark.parametrize("text_conditioning", [False, True])
+def test_save_pretrained_round_trip(tmp_path, lq, text_conditioning):
+    model = tiny_generator(text_conditioning=text_conditioning).eval()
+    model.w_avg.normal_()  # buffers travel too
+    text = random_text(2) if text_conditioning else None
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").exists()
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    loaded = GigaGANUpsampler.from_pretrained(tmp_path).eval()
+    assert loaded.config.text_conditioning == text_conditioning
+    assert loaded.config.encoder_channels == [8, 16, 16]
+    with torch.no_grad():
+        expected = model(lq, text, generator=seeded(0), truncation_psi=0.7).hq
+        actual = loaded(lq, text, generator=seeded(0), truncation_psi=0.7).hq
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_every_generator_parameter_gets_a_gradient():
+    generator_model = tiny_generator(text_conditioning=True).train()
+    discriminator = tiny_discriminator(text_conditioning=True)
+    lq = torch.rand(2, 3, 16, 16)
+    hq = torch.rand(2, 3, 64, 64)
+    text = random_text(2)
+    out = generator_model(lq, text, generator=seeded(0), return_pyramid=True)
+    pyramid = out.pyramid[::-1]  # full resolution first
+    logits = discriminator(pyramid[: discriminator.num_scales], lq, text)
+    adversarial = sum(torch.nn.functional.softplus(-logit).mean() for logit in logits)
+    targets = [
+        torch.nn.functional.interpolate(hq, size=p.shape[-2:], mode="area") for p in out.pyramid
+    ]
+    reconstruction = sum((p - t).abs().mean() for p, t in zip(out.pyramid, targets, strict=True))
+    (adversarial + reconstruction).backward()
+    missing = [
+        n
+        for n, p in generator_model.named_parameters()
+        if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert missing == []
+
+
+def test_bad_inputs_fail_clearly():
+    model = tiny_generator()
+    with pytest.raises(ValueError, match="multiples of 4.*got 18x16"):
+        model(torch.rand(1, 3, 18, 16))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="scale must be one of"):
+        tiny_generator(scale=3)
+    with pytest.raises(
+        ValueError, match="unknown preset 'huge'; choose one of nano, small, base, giga"
+    ):
+        GigaGANUpsampler.from_preset("huge")
+    with pytest.raises(ValueError, match="attention_levels"):
+        tiny_generator(attention_levels=[5])
+    with pytest.raises(TypeError):
+        GigaGANUpsampler(scal=4)  # a typo is an error, not a silently ignored keyword
+
+
+def test_wrong_text_width_fails_clearly(lq):
+    model = tiny_generator(text_conditioning=True)
+    from upsampler import TextEmbeddings
+
+    text = TextEmbeddings(
+        torch.randn(2, 3, 7), torch.randn(2, 7), torch.ones(2, 3, dtype=torch.bool)
+    )
+    with pytest.raises(ValueError, match="width 7.*text_embed_dim=12"):
+        model(lq, text)
+
+
+def test_presets():
+    assert GigaGANUpsampler.preset_names()[:4] == ["nano", "small", "base", "giga"]
+    assert GigaGANUpsampler.preset_parameter_count("nano") <= 3_000_000
+    assert GigaGANUpsampler.preset_parameter_count("nano", text_conditioning=True) <= 3_000_000
+    assert GigaGANUpsampler.preset_parameter_count("giga", scale=8) >= 500_000_000
+    counts = [GigaGANUpsampler.preset_parameter_count(n) for n in ["nano", "small", "base", "giga"]]
+    assert counts == sorted(counts)
+    model = GigaGANUpsampler.from_preset("nano", scale=8).eval()
+    assert model.scale == 8 and model.size_multiple == 4
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 12), generator=seeded(0)).hq.shape == (1, 3, 64, 96)

@@ -1,0 +1,15 @@
+"""upsampler: GigaGAN super-resolution for images, 4x and 8x, with or without text."""
+
+__version__ = "0.1.0"
+
+from upsampler.models.discriminator import GigaGANDiscriminator
+from upsampler.models.generator import GigaGANUpsampler, UpsamplerOutput
+from upsampler.text.base import TextEmbeddings
+
+__all__ = [
+    "GigaGANDiscriminator",
+    "GigaGANUpsampler",
+    "TextEmbeddings",
+    "UpsamplerOutput",
+    "__version__",
+]
