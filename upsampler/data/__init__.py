@@ -1,0 +1,1 @@
+"""Training data: image folders, captions, shards."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics (PSNR, SSIM, LPIPS) and the eval loop."""

@@ -1,0 +1,1 @@
+"""Tiled inference: the Upscaler and pure tiling functions."""

@@ -1,0 +1,1 @@
+"""Image reading and writing that loses nothing and never half-writes."""

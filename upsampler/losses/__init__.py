@@ -1,0 +1,1 @@
+"""Training losses: adversarial, R1, reconstruction, LPIPS, matching-aware, CLIP."""
