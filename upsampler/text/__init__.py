@@ -64,9 +64,7 @@ def load_text_encoder(
         ValueError: unknown backend, or ``pretrained`` given to the transformers backend.
     """
     if backend == "open_clip":
-        return OpenCLIPTextEncoder(
-            name, pretrained, device=device, random_weights=random_weights
-        )
+        return OpenCLIPTextEncoder(name, pretrained, device=device, random_weights=random_weights)
     if backend == "transformers":
         if pretrained is not None:
             raise ValueError(
