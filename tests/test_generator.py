@@ -215,3 +215,13 @@ def test_presets():
     assert model.scale == 8 and model.size_multiple == 4
     with torch.no_grad():
         assert model(torch.rand(1, 3, 8, 12), generator=seeded(0)).hq.shape == (1, 3, 64, 96)
+
+
+def test_untrained_output_stays_close_to_interpolation():
+    """Small RGB heads at initialisation: training starts near bicubic, not from unit-size noise."""
+    model = GigaGANUpsampler.from_preset("nano").eval()
+    lq = torch.rand(1, 3, 32, 32, generator=seeded(0))
+    with torch.no_grad():
+        hq = model(lq, generator=seeded(0)).hq
+    bicubic = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
+    assert (hq - bicubic).abs().mean() < 0.1

@@ -167,12 +167,17 @@ class ToRGB(nn.Module):
     """Modulated 1x1 convolution (no demodulation) to an RGB residual, as in StyleGAN2's skip generator."""
 
     num_styles = 1
+    #: initial weight scale: an untrained generator then outputs (nearly) the interpolated input,
+    #: so training starts from bicubic quality instead of from noise of unit size
+    init_scale = 0.05
 
     def __init__(self, in_channels: int, *, style_dim: int):
         super().__init__()
         self.conv = AdaptiveModulatedConv2d(
             in_channels, 3, kernel_size=1, style_dim=style_dim, num_kernels=1, demodulate=False
         )
+        with torch.no_grad():
+            self.conv.weight.mul_(self.init_scale)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.conv(x, w)
