@@ -1,0 +1,173 @@
+"""``upsampler degrade`` on real image files, through typer's CliRunner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import upsampler_cli.degrade as degrade_module
+from upsampler_cli.app import app
+
+runner = CliRunner()
+
+
+def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack(
+        [128 + 90 * np.sin(x / 6.0), 60 + 150 * (x > width // 2), 128 + 80 * np.cos(y / 5.0)], -1
+    )
+    pixels = pixels + rng.normal(0, 8, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _files(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()}
+
+
+def test_degrade_writes_variants_and_sheets_and_reports_broken_files(tmp_path):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    _photo(4 * 25 + 3, 4 * 18 + 2).save(inputs / "beach.png")  # not a multiple of 4: cropped
+    _photo(96, 64, seed=1).save(inputs / "city.jpg", quality=92)
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (inputs / "notes.txt").write_text("not an image, not picked up from a folder")
+    out = tmp_path / "out"
+
+    result = runner.invoke(
+        app,
+        ["degrade", str(inputs), "-o", str(out), "--count", "2", "--sheet", "--seed", "3"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "broken.png" in result.output and "1 input(s) failed" in result.output
+    assert _files(out) == {
+        "beach_lq0.png", "beach_lq1.png", "beach_sheet.png",
+        "city_lq0.png", "city_lq1.png", "city_sheet.png",
+    }  # fmt: skip
+    with Image.open(out / "beach_lq0.png") as lq:
+        assert lq.size == (25, 18) and lq.mode == "RGB"
+    with Image.open(out / "city_lq1.png") as lq:
+        assert lq.size == (24, 16)
+    with Image.open(out / "beach_sheet.png") as sheet:
+        assert sheet.size == (100 * 3, 72)  # HQ | LQ 0 | LQ 1, at the cropped HQ size
+        hq_part = np.asarray(sheet)[:, :100]
+        lq_part = np.asarray(sheet)[:, 100:200]
+    with Image.open(out / "beach_lq0.png") as lq:
+        assert np.array_equal(lq_part, np.asarray(lq.resize((100, 72), Image.Resampling.NEAREST)))
+    with Image.open(inputs / "beach.png") as original:
+        assert np.array_equal(hq_part, np.asarray(original)[1:73, 1:101])  # center crop
+    with Image.open(out / "beach_lq0.png") as a, Image.open(out / "beach_lq1.png") as b:
+        assert not np.array_equal(np.asarray(a), np.asarray(b)), "variants differ"
+
+
+def test_degrade_is_reproducible_for_a_seed(tmp_path):
+    photo = tmp_path / "photo.png"
+    _photo(64, 48).save(photo)
+
+    def run(seed: int, name: str) -> bytes:
+        result = runner.invoke(
+            app, ["degrade", str(photo), "-o", str(tmp_path / name), "--seed", str(seed)]
+        )
+        assert result.exit_code == 0, result.output
+        return (tmp_path / name / "photo_lq0.png").read_bytes()
+
+    assert run(0, "a") == run(0, "b")
+    assert run(0, "a") != run(1, "c")
+
+
+def test_degrade_presets_scale_and_recipe_file(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    _photo(80, 64).save(photo, quality=95)
+    result = runner.invoke(
+        app,
+        ["degrade", str(photo), "-o", str(tmp_path / "b"), "--preset", "bicubic", "--scale", "8"],
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "b" / "photo_lq0.png") as lq:
+        assert lq.size == (10, 8)
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        '[degradation]\n\n[[degradation.stages]]\ntype = "blur"\nsigma = [1.0, 2.0]\n\n'
+        '[[degradation.stages]]\ntype = "resize"\nup_down_keep = [0, 0, 1]\nrelative_to = "target"\n'
+    )
+    result = runner.invoke(
+        app, ["degrade", str(photo), "-o", str(tmp_path / "r"), "--preset", str(recipe)]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "r" / "photo_lq0.png") as lq:
+        assert lq.size == (20, 16)
+
+
+def test_degrade_rejects_bad_options(tmp_path):
+    photo = tmp_path / "photo.png"
+    _photo(32, 32).save(photo)
+    result = runner.invoke(
+        app, ["degrade", str(photo), "-o", str(tmp_path / "o"), "--preset", "sharp"]
+    )
+    assert result.exit_code == 2
+    assert "unknown degradation preset 'sharp'" in result.output
+
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text('[[stages]]\ntype = "blur"\nprobability = 2\n\n[[stages]]\ntype = "final"\n')
+    result = runner.invoke(
+        app, ["degrade", str(photo), "-o", str(tmp_path / "o"), "--preset", str(recipe)]
+    )
+    assert result.exit_code == 2
+    assert "probability must be a probability in [0, 1]" in result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_degrade_guards_decoding_and_keeps_outputs_inside_the_folder(tmp_path, monkeypatch):
+    good = tmp_path / "good.png"
+    _photo(64, 64).save(good)
+    truncated = tmp_path / "truncated.jpg"
+    _photo(64, 64).save(truncated, quality=90)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    tiny = tmp_path / "tiny.png"
+    _photo(3, 3).save(tiny)
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "out"
+
+    result = runner.invoke(
+        app, ["degrade", str(good), str(truncated), str(tiny), str(missing), "-o", str(out)]
+    )
+    assert result.exit_code == 1
+    for name in ("truncated.jpg", "tiny.png", "missing.png"):
+        assert name in result.output
+    assert "smaller than the scale 4" in result.output
+    assert _files(out) == {"good_lq0.png"}, "no temporary files are left behind"
+    assert _files(tmp_path) == {"good.png", "truncated.jpg", "tiny.png", "out"}
+
+    monkeypatch.setattr(degrade_module, "MAX_IMAGE_PIXELS", 1000)
+    result = runner.invoke(app, ["degrade", str(good), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "larger than 1,000 pixels" in result.output
+
+
+def test_degrade_into_a_subfolder_of_the_input_folder_skips_earlier_outputs(tmp_path):
+    _photo(64, 64).save(tmp_path / "a.png")
+    _photo(64, 64, seed=2).save(tmp_path / "b.png")
+    args = ["degrade", str(tmp_path), "-o", str(tmp_path / "lq"), "--sheet"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "for 2 of 2 inputs" in result.output
+    assert _files(tmp_path / "lq") == {"a_lq0.png", "a_sheet.png", "b_lq0.png", "b_sheet.png"}
+
+
+@pytest.mark.parametrize("names", [("x/a.png", "y/a.png"), ("a.png", "a.jpg")])
+def test_degrade_gives_inputs_with_the_same_name_distinct_outputs(tmp_path, names):
+    paths = []
+    for index, name in enumerate(names):
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _photo(32, 32, seed=index).save(path)
+        paths.append(str(path))
+    result = runner.invoke(app, ["degrade", *paths, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "out") == {"a_lq0.png", "a-2_lq0.png"}
