@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from upsampler.inference.upscaler import Upscaler
 from upsampler.models.discriminator import GigaGANDiscriminator
 from upsampler.models.generator import GigaGANUpsampler, UpsamplerOutput
 from upsampler.text.base import TextEmbeddings
@@ -11,5 +12,6 @@ __all__ = [
     "GigaGANUpsampler",
     "TextEmbeddings",
     "UpsamplerOutput",
+    "Upscaler",
     "__version__",
 ]

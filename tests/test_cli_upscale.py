@@ -1,0 +1,251 @@
+"""`upsampler upscale` end to end on a folder of good and broken files, with a tiny model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from conftest import tiny_generator
+from upsampler.io.images import ImageData, read_image, write_image
+from upsampler_cli.app import app
+
+runner = CliRunner()
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+BAD = ("empty.png", "truncated.jpg", "text.png", "animated.gif")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine two processes that
+    each spin two OpenMP threads slow each other down 10-100 times (measured here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def pixels(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+
+def make_inputs(folder):
+    """Good images of every kind, broken files, and a non-image, in folder (and folder/sub)."""
+    (folder / "sub").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait: rotate 90 degrees clockwise
+    exif[0x010F] = "TestCam"
+    Image.fromarray(pixels(16, 24, 3)).save(
+        folder / "photo.jpg", exif=exif, icc_profile=SRGB, quality=95
+    )
+    Image.fromarray(pixels(12, 20, 4)).save(folder / "rgba.png")
+    Image.fromarray(pixels(10, 14, 1)[..., 0]).save(folder / "grey.png")
+    deep = np.random.default_rng(1).random((12, 10, 3)).astype(np.float32)
+    write_image(folder / "deep.png", ImageData(deep, bit_depth=16, icc_profile=SRGB))
+    Image.fromarray(np.full((9, 11), 40000, dtype=np.uint16)).save(folder / "grey16.tif")
+    with_holes = pixels(8, 8, 4)
+    with_holes[..., 3] = np.where(with_holes[..., 3] > 128, 255, 0)
+    Image.fromarray(with_holes).save(folder / "palette.gif")  # P with a transparent index
+    Image.fromarray(pixels(8, 12, 3)).save(folder / "sub" / "nested.webp", quality=90)
+    (folder / "notes.txt").write_text("not an image, ignored")
+    (folder / "empty.png").write_bytes(b"")
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels(32, 32, 3)).save(jpeg, "JPEG")
+    (folder / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (folder / "text.png").write_text("hello, I am text in disguise\n" * 20)
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
+
+
+# name -> (output name, (width, height) of the output, mode of the output as Pillow opens it)
+EXPECTED = {
+    "photo.jpg": ("photo.jpg", (64, 96), "RGB"),  # upright 16x24, then 4x
+    "rgba.png": ("rgba.png", (80, 48), "RGBA"),
+    "grey.png": ("grey.png", (56, 40), "L"),
+    "deep.png": ("deep.png", (40, 48), "RGB"),  # 16-bit RGB: Pillow opens it as 8-bit RGB
+    "grey16.tif": ("grey16.tif", (44, 36), "I;16"),
+    "palette.gif": ("palette.png", (32, 32), "RGBA"),  # GIF is written as PNG
+    "sub/nested.webp": ("sub/nested.webp", (48, 32), "RGB"),
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_generator().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, model_dir):
+    root = tmp_path_factory.mktemp("job")
+    make_inputs(root / "in")
+    args = ["upscale", str(root / "in"), "-o", str(root / "out"), "-r", "--model", str(model_dir)]
+    result = runner.invoke(app, [*args, "--no-progress"])
+    return root, args, result
+
+
+def test_every_good_input_has_a_faithful_output(first_run):
+    root, _, result = first_run
+    assert "done 7, skipped 0" in result.output, result.output
+    for name, (output, size, mode) in EXPECTED.items():
+        with Image.open(root / "out" / output) as image:
+            assert (image.size, image.mode) == (size, mode), name
+    photo = Image.open(root / "out" / "photo.jpg")
+    assert photo.info["icc_profile"] == SRGB
+    assert photo.getexif()[0x0112] == 1 and photo.getexif()[0x010F] == "TestCam"
+    deep = read_image(root / "out" / "deep.png")
+    assert deep.bit_depth == 16 and deep.mode == "RGB;16" and deep.icc_profile == SRGB
+    assert len(np.unique(np.rint(deep.pixels * 65535) % 257)) > 1  # not 8-bit values scaled up
+    assert read_image(root / "out" / "grey16.tif").mode == "L;16"
+
+
+def test_every_bad_input_is_reported_and_the_exit_code_says_so(first_run):
+    root, _, result = first_run
+    assert result.exit_code == 1
+    assert "failed 4" in result.output
+    for name in BAD:
+        assert f"{root / 'in' / name}: " in result.output
+        assert not list((root / "out").glob(f"{name.split('.')[0]}.*"))
+    assert "empty file" in result.output and "animated" in result.output
+    assert "notes.txt" not in result.output  # non-image files in a folder are ignored
+    assert not list((root / "out").rglob(".*"))  # no temporary files left
+
+
+def test_rerun_skips_finished_outputs_and_overwrite_redoes_them(first_run):
+    root, args, _ = first_run
+    stamps = {p: p.stat().st_mtime_ns for p in (root / "out").rglob("*") if p.is_file()}
+    again = runner.invoke(app, [*args, "--no-progress"])
+    assert "done 0, skipped 7" in again.output and again.exit_code == 1
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    redo = runner.invoke(app, [*args, "--no-progress", "--overwrite", "--progress"])
+    assert "done 7, skipped 0" in redo.output
+
+
+def test_interrupted_write_leaves_no_partial_output_and_resumes(tmp_path, model_dir, monkeypatch):
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
+    Image.fromarray(pixels(8, 8, 3, seed=1)).save(tmp_path / "b.png")
+    args = [
+        "upscale",
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    args += ["--model", str(model_dir), "--no-progress"]
+    original_save = Image.Image.save
+
+    def killed_midway(self, fp, *a, **kw):
+        if "b.png" in str(fp):
+            with open(fp, "wb") as handle:
+                handle.write(b"\x89PNG\r\n\x1a\n only the first bytes")
+            raise KeyboardInterrupt
+        return original_save(self, fp, *a, **kw)
+
+    monkeypatch.setattr(Image.Image, "save", killed_midway)
+    interrupted = runner.invoke(app, args)
+    assert interrupted.exit_code != 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    monkeypatch.setattr(Image.Image, "save", original_save)
+    resumed = runner.invoke(app, args)
+    assert "done 1, skipped 1, failed 0" in resumed.output and resumed.exit_code == 0
+    assert Image.open(tmp_path / "out" / "b.png").size == (32, 32)
+
+
+def test_format_suffix_scale_and_flat_folders(tmp_path, model_dir):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(pixels(10, 12, 3)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(pixels(10, 12, 3)).save(tmp_path / "in" / "sub" / "b.png")
+    result = runner.invoke(
+        app,
+        ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model_dir)]
+        + [
+            "--format",
+            "jpg",
+            "--quality",
+            "90",
+            "--suffix",
+            "_x2",
+            "--scale",
+            "2",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.jpg"]  # no recursion
+    assert Image.open(tmp_path / "out" / "a_x2.jpg").size == (24, 20)
+
+
+def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path), "-o", str(tmp_path / "big"), "-r", "--model", str(model_dir)]
+    assert "done 1" in runner.invoke(app, [*args, "--no-progress"]).output
+    again = runner.invoke(app, [*args, "--no-progress"])
+    assert "done 0, skipped 1, failed 0" in again.output
+    assert not (tmp_path / "big" / "big").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "nano-4x"], "ships no weights for the built-in model 'nano-4x'"),
+        (["--suffix", "/../../escape"], "--suffix must not contain path separators"),
+        (["--prompt", "a cat"], "is unconditional: --prompt has no effect"),
+        (["--dtype", "fp16", "--device", "cpu"], "half precision is not supported on the CPU"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, model_dir, extra, message):
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
+    args = [
+        "upscale",
+        str(tmp_path / "a.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(model_dir),
+    ]
+    result = runner.invoke(app, args + extra)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_text_conditioned_model_needs_a_text_encoder(tmp_path):
+    tiny_generator(text_conditioning=True).save_pretrained(tmp_path / "text-model")
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
+    result = runner.invoke(
+        app,
+        ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
+        + ["--model", str(tmp_path / "text-model")],
+    )
+    assert result.exit_code == 2 and "give --text-encoder" in result.output
+
+
+def test_bench_worker_times_every_method():
+    from upsampler_cli.bench import _worker
+
+    for method, preset in (("bicubic", None), ("gigagan", "nano"), ("rrdbnet", None)):
+        spec = dict(method=method, preset=preset, width=12, height=8, device="cpu", dtype="fp32")
+        report = _worker({**spec, "repeats": 2, "warmup": False, "tile": None})
+        assert len(report["seconds"]) == 2 and report["peak_rss_bytes"] > 0
+        assert (report["parameters"] > 16_000_000) == (method == "rrdbnet")
+
+
+@pytest.mark.slow
+def test_bench_command_prints_a_table(tmp_path):
+    result = runner.invoke(
+        app,
+        ["bench", "--sizes", "16x16", "--repeats", "1", "--no-warmup"]
+        + ["--json", str(tmp_path / "bench.json")],
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "bicubic",
+        "gigagan `nano`",
+        "rrdbnet",
+    ]
+    assert "64x64" in rows[1] and (tmp_path / "bench.json").is_file()
