@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PyPI's torchvision does not import beside other torch builds, and lpips / open_clip need it.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install test test-slow lint format demo bench clean
+.PHONY: venv install test test-slow lint format demo bench clean lpips
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv install: $(VENV)/.installed
 
 test: $(VENV)/.installed
+	$(BIN)/upsampler prepare-lpips --if-missing
 	$(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.installed
@@ -40,6 +41,10 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/presets.py
+
+# Real LPIPS weights (AlexNet/VGG16 trunks) for training and eval; see docs/evaluation.md.
+lpips: $(VENV)/.installed
+	$(BIN)/upsampler prepare-lpips
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

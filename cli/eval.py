@@ -1,0 +1,150 @@
+"""``upsampler eval``: PSNR, SSIM and LPIPS of models beside bicubic and Lanczos."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+from upsampler.degradations import DegradationPipeline
+
+
+def eval_command(
+    data_dir: Path = typer.Argument(..., help="Folder of high-resolution images (recursive)."),
+    models: list[str] = typer.Option(
+        [],
+        "--model",
+        "-m",
+        help="Built-in model name or save_pretrained folder (repeat to compare several).",
+    ),
+    baselines: list[Path] = typer.Option(
+        [],
+        "--baseline",
+        help="Another SR model file (.safetensors or .pth state dict) loaded through the "
+        "optional package spandrel, e.g. RealESRGAN_x4plus.pth (repeatable).",
+    ),
+    degradation: str = typer.Option(
+        "bicubic",
+        "--degradation",
+        "-d",
+        help=f"Degradation preset: {', '.join(DegradationPipeline.preset_names())}.",
+    ),
+    scale: int = typer.Option(4, "--scale", "-s", help="Upscaling factor."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the degradations and of the models' z (same seed, same numbers)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate only the first N images."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write every number (means and per image) to this JSON file."
+    ),
+    lpips_net: str = typer.Option("alex", "--lpips-net", help="LPIPS trunk: alex or vgg."),
+    lpips_dir: Path | None = typer.Option(
+        None, "--lpips-dir", help="LPIPS weights folder (default: as `upsampler prepare-lpips`)."
+    ),
+    crop_border: int | None = typer.Option(
+        None,
+        "--crop-border",
+        help="Pixels dropped from every edge before scoring (default: scale).",
+    ),
+    rgb: bool = typer.Option(
+        False, "--rgb", help="PSNR/SSIM on RGB instead of the luma channel Y (the SR convention)."
+    ),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 or mps."),
+) -> None:
+    """Score models beside bicubic and Lanczos: PSNR, SSIM, LPIPS and seconds per image.
+
+    Every method gets the very same inputs: each image of DATA_DIR is cropped to a multiple
+    of the scale and degraded once with a seeded preset. Needs real LPIPS weights
+    (`upsampler prepare-lpips`).
+    """
+    from tqdm import tqdm
+
+    from upsampler.evaluation import (
+        SpandrelUnavailableError,
+        evaluate,
+        format_table,
+        interpolation_method,
+        spandrel_method,
+        upscaler_method,
+    )
+    from upsampler.inference.registry import ModelUnavailableError
+    from upsampler.inference.upscaler import resolve_device
+
+    def fail(error: BaseException) -> typer.Exit:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        return typer.Exit(2)
+
+    try:
+        if degradation not in DegradationPipeline.preset_names():
+            raise ValueError(
+                f"unknown degradation {degradation!r}; expected one of "
+                f"{', '.join(DegradationPipeline.preset_names())}"
+            )
+        if scale < 1:
+            raise ValueError(f"--scale must be >= 1, got {scale}")
+        resolved = resolve_device(device)
+        methods = [interpolation_method("bicubic", scale), interpolation_method("lanczos", scale)]
+        for model in models:
+            methods.append(upscaler_method(model, scale=scale, seed=seed, device=resolved))
+        for baseline in baselines:
+            methods.append(spandrel_method(baseline, scale=scale, device=resolved))
+        names = [method.name for method in methods]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"two methods are called {', '.join(duplicates)}: give the models or baseline files "
+                "with different names"
+            )
+    except (ValueError, OSError, ModelUnavailableError, SpandrelUnavailableError) as error:
+        raise fail(error) from error
+
+    bar = tqdm(unit="image", dynamic_ncols=True, leave=False)
+
+    def on_image(index: int, total: int, name: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
+    try:
+        report = evaluate(
+            data_dir,
+            methods,
+            degradation=degradation,
+            scale=scale,
+            seed=seed,
+            limit=limit,
+            crop_border=crop_border,
+            y_channel=not rgb,
+            lpips_net=lpips_net,
+            lpips_weights_dir=lpips_dir,
+            device=resolved,
+            on_image=on_image,
+        )
+    except (ValueError, OSError) as error:  # LPIPSWeightsNotFoundError is a FileNotFoundError
+        bar.close()
+        raise fail(error) from error
+    bar.close()
+
+    channel = "RGB" if rgb else "Y (BT.601)"
+    typer.echo(
+        f"{len(report.images)} images from {report.data_dir}, {scale}x, degradation "
+        f"{degradation} (seed {seed}); PSNR/SSIM on {channel}, LPIPS-{lpips_net} on RGB, "
+        f"{report.crop_border} px border cropped; device {resolved}"
+    )
+    typer.echo(format_table(report, markdown=markdown))
+    for image, reason in report.skipped:
+        typer.secho(f"skipped {image}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic: a temporary file beside the target, then a rename.
+        descriptor, temporary = tempfile.mkstemp(dir=json_path.parent, suffix=".tmp")
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(report.to_dict(), handle, indent=2)
+            handle.write("\n")
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read
+        os.replace(temporary, json_path)
+        typer.echo(f"wrote {json_path}")
