@@ -44,6 +44,31 @@ def _register() -> None:
 
     app.command("presets")(presets)
 
+    from upsampler_cli.upscale import upscale
+
+    app.command("upscale")(upscale)
+
+    from upsampler_cli.bench import bench
+
+    app.command("bench")(bench)
+
+    from upsampler_cli.degrade import degrade
+
+    app.command("degrade")(degrade)
+
+    from upsampler_cli.train import export, train
+
+    app.command("train")(train)
+    app.command("export")(export)
+
+    from upsampler_cli.prepare_lpips import prepare_lpips
+
+    app.command("prepare-lpips")(prepare_lpips)
+
+    from upsampler_cli.eval import eval_command
+
+    app.command("eval")(eval_command)
+
 
 _register()
 

@@ -1,0 +1,318 @@
+"""The trainer on tiny models and tiny real image files, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from upsampler import GigaGANUpsampler
+from upsampler.training.checkpoints import export_release, list_checkpoints
+from upsampler.training.recipe import RecipeError, load_recipe, recipe_from_dict
+from upsampler.training.trainer import Trainer, TrainingDivergedError
+from upsampler_cli.app import app
+
+TINY_MODEL = dict(
+    scale=4,
+    encoder_channels=[8, 16],
+    upsample_channels=[8, 8],
+    blocks_per_level=1,
+    num_kernels=2,
+    z_dim=8,
+    style_dim=16,
+    mapping_layers=1,
+    attention_levels=[1],
+    attention_heads=2,
+)
+
+
+def textured(seed: int, size: int = 64) -> Image.Image:
+    """A photo-like image: smooth shapes plus fine texture, so there is detail to learn."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.BICUBIC)
+    noise = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).filter(
+        ImageFilter.GaussianBlur(1)
+    )
+    return Image.blend(image, noise, 0.3)
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(4):
+        textured(index).save(folder / f"{index}.png")
+    return folder
+
+
+def tiny_recipe(photos: Path, output: Path, **sections) -> dict:
+    recipe = {
+        "model": dict(TINY_MODEL),
+        "discriminator": {"channels": [8, 16]},
+        "data": {"path": str(photos), "crop_size": 32, "batch_size": 2},
+        "degradation": {"preset": "bicubic"},
+        "loss": {"lpips": 0.0, "r1_interval": 2},
+        "optim": {"ema_decay": 0.9},
+        "train": {
+            "output_dir": str(output),
+            "steps": 6,
+            "warmup_steps": 2,
+            "device": "cpu",
+            "log_every": 1,
+            "sample_every": 3,
+            "checkpoint_every": 3,
+        },
+    }
+    for section, values in sections.items():
+        recipe.setdefault(section, {}).update(values)
+    return recipe
+
+
+def state(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "diffusion_pytorch_model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    for name in ("generator", "generator_ema", "discriminator"):
+        left, right = state(a / name), state(b / name)
+        assert left.keys() == right.keys()
+        for key in left:
+            torch.testing.assert_close(left[key], right[key], rtol=0, atol=0, msg=f"{name}.{key}")
+
+
+def test_loss_falls_on_a_fixed_batch(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    textured(0, size=32).save(folder / "only.png")
+    recipe = recipe_from_dict(
+        tiny_recipe(
+            folder,
+            tmp_path / "run",
+            data={"crop_size": 32, "batch_size": 2, "flip": False},
+            optim={"generator_lr": 3e-3},
+            loss={"pyramid": 0.0},
+            train={"steps": 40, "warmup_steps": 40, "checkpoint_every": 40, "sample_every": 40},
+        )
+    )
+    Trainer(recipe).train()
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    first = np.mean([r["reconstruction"] for r in records[:3]])
+    last = np.mean([r["reconstruction"] for r in records[-3:]])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_resume_continues_exactly(photos, tmp_path):
+    straight = tmp_path / "straight"
+    Trainer(recipe_from_dict(tiny_recipe(photos, straight))).train()
+
+    split = tmp_path / "split"
+    Trainer(recipe_from_dict(tiny_recipe(photos, split, train={"steps": 3}))).train()
+    resumed = Trainer(recipe_from_dict(tiny_recipe(photos, split)), resume=True)
+    assert resumed.step == 3
+    resumed.train()
+
+    assert [p.name for p in list_checkpoints(split)] == [p.name for p in list_checkpoints(straight)]
+    assert_same_weights(list_checkpoints(straight)[-1], list_checkpoints(split)[-1])
+    # The run wrote what it promises: metrics, samples, the resolved recipe.
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert "d_loss" in records[-1] and "d_loss" not in records[1]  # GAN phase from step 2
+    assert ["r1" in r for r in records] == [
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]  # every 2nd D step
+    sample = Image.open(straight / "samples" / "step-00000006.png")
+    assert sample.size == (3 * 32, 4 * 32)  # LQ | output | HQ, four rows
+    assert load_recipe(straight / "recipe.toml").train.steps == 6
+
+
+def test_two_process_data_parallel_ends_identical(photos, tmp_path):
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps(tiny_recipe(photos, tmp_path / "ddp", train={"steps": 3})))
+    script = Path(__file__).with_name("distributed_train.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            str(script),
+            str(recipe_file),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rank0, rank1 = (
+        load_file(tmp_path / "rank0.safetensors"),
+        load_file(tmp_path / "rank1.safetensors"),
+    )
+    assert rank0.keys() == rank1.keys() and len(rank0) > 10
+    for key in rank0:
+        torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0, msg=key)
+    # The ranks trained on different crops, so the run is really data parallel, and the
+    # weights moved away from their initialisation.
+    torch.manual_seed(0)  # the trainer seeds weight initialisation with train.seed
+    initial = GigaGANUpsampler(**TINY_MODEL)
+    assert json.loads((tmp_path / "world.json").read_text()) == {"world_size": 2}
+    start = initial.state_dict()
+    moved = [
+        k
+        for k, v in rank0.items()
+        if k.startswith("generator.") and not torch.equal(v, start[k[10:]])
+    ]
+    assert len(moved) > 10
+
+
+def test_corrupt_files_are_skipped_and_training_goes_on(photos, tmp_path):
+    (photos / "zero.png").write_bytes(b"")
+    (photos / "text.jpg").write_text("this is not a jpeg")
+    truncated = (photos / "0.png").read_bytes()
+    (photos / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
+    recipe = recipe_from_dict(
+        tiny_recipe(photos, tmp_path / "run", train={"steps": 2, "warmup_steps": 1})
+    )
+    with pytest.warns(UserWarning, match=r"zero\.png|text\.jpg|truncated\.png"):
+        Trainer(recipe).train()
+    assert list_checkpoints(tmp_path / "run")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(photos, tmp_path, monkeypatch):
+    recipe = recipe_from_dict(
+        tiny_recipe(photos, tmp_path / "run", train={"steps": 6, "checkpoint_every": 2})
+    )
+    trainer = Trainer(recipe)
+    import upsampler.training.trainer as trainer_module
+
+    real = trainer_module.reconstruction_loss
+
+    def exploding(output, target, kind="l1"):
+        return real(output, target, kind) * (float("nan") if trainer.step >= 3 else 1.0)
+
+    monkeypatch.setattr(trainer_module, "reconstruction_loss", exploding)
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at step 3.*step-00000002"):
+        trainer.train()
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000002"]
+
+
+def test_export_round_trip(photos, tmp_path):
+    run = tmp_path / "run"
+    Trainer(
+        recipe_from_dict(tiny_recipe(photos, run, train={"steps": 2, "warmup_steps": 1}))
+    ).train()
+    release = export_release(run, tmp_path / "release")
+    assert sorted(p.name for p in release.iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+    model = GigaGANUpsampler.from_pretrained(release)
+    ema = GigaGANUpsampler.from_pretrained(list_checkpoints(run)[-1] / "generator_ema")
+    lq = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(lq, generator=torch.Generator().manual_seed(0)).hq,
+            ema(lq, generator=torch.Generator().manual_seed(0)).hq,
+        )
+    half = export_release(run, tmp_path / "release16", fp16=True)
+    weights = state(half)
+    assert all(t.dtype == torch.float16 for t in weights.values() if t.is_floating_point())
+    assert (half / "diffusion_pytorch_model.safetensors").stat().st_size < 0.6 * (
+        release / "diffusion_pytorch_model.safetensors"
+    ).stat().st_size
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(recipe))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train": {"stepz": 3}}, "unknown key train.stepz"),
+        ({"train": {"steps": "many"}}, "train.steps must be an integer"),
+        (
+            {"data": {"crop_size": 30}},
+            "crop_size \\(30\\) must be a positive multiple of model.scale \\(4\\)",
+        ),
+        ({"data": {"crop_size": 36}}, "multiple of scale x size_multiple"),
+        ({"loss": {"reconstruction_type": "l3"}}, "loss.reconstruction_type must be one of"),
+        ({"data": {"path": "/does/not/exist"}}, "data path not found"),
+        ({"degradation": {"preset": "nope"}}, "degradation"),
+    ],
+)
+def test_bad_recipes_fail_before_training(photos, tmp_path, change, message):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    for section, values in change.items():
+        recipe[section].update(values)
+    path = write_recipe(tmp_path / "bad.toml", recipe)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert __import__("re").search(message, result.output), result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_empty_data_folder_fails_clearly(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe(empty, tmp_path / "run"))
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2 and "no images found" in result.output
+
+
+def test_set_overrides_and_cli_train_export(photos, tmp_path):
+    path = write_recipe(tmp_path / "r.toml", tiny_recipe(photos, tmp_path / "ignored"))
+    run = tmp_path / "cli-run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(path),
+            "--set",
+            "train.steps=2",
+            "--set",
+            "train.warmup_steps=1",
+            "-o",
+            str(run),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
+    result = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    assert GigaGANUpsampler.from_pretrained(tmp_path / "model").config.encoder_channels == [8, 16]
+    with pytest.raises(RecipeError, match="expects key=value"):
+        load_recipe(path, ["train.steps"])
+
+
+def test_shipped_recipes_are_valid():
+    recipes = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.toml"))
+    assert {p.stem for p in recipes} >= {"tiny", "nano-4x", "base-4x", "text-4x", "giga-8x"}
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.data.crop_size % recipe.scale == 0
+        text = path.read_text()
+        assert "Hardware:" in text and "Time:" in text, f"{path.name} must say what it expects"

@@ -1,0 +1,324 @@
+"""Training recipes: TOML files loaded into frozen, validated dataclasses.
+
+A recipe has one table per concern. ``[model]`` and ``[discriminator]`` go straight into the
+model constructors (``preset = "nano"`` picks a generator preset, other keys override it), so
+a recipe can set anything a model can. Unknown keys and wrong types fail before training
+starts, with the dotted name of the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be trained: unknown key, wrong type, bad value or missing data."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    #: folder of training images (searched recursively), or a folder / list of .tar shards
+    path: str = ""
+    #: training crops are crop_size x crop_size high-resolution pixels
+    crop_size: int = 256
+    #: images with a side shorter than this are skipped (default: crop_size)
+    min_size: int = 0
+    #: "none", "sidecar" (photo.jpg + photo.txt), or a .jsonl / .csv manifest of file,caption
+    captions: str = "none"
+    #: probability of replacing a caption by "" so one model also works without a prompt
+    caption_dropout: float = 0.1
+    #: random horizontal flips (and vertical ones when flip_vertical)
+    flip: bool = True
+    flip_vertical: bool = False
+    batch_size: int = 8
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    #: a preset of upsampler.degradations ("realesrgan", "bicubic", "diffusion") ...
+    preset: str = "realesrgan"
+    #: ... or an explicit list of stage tables, which replaces the preset
+    stages: list[dict] = field(default_factory=list)
+    #: size of the pool that mixes degraded pairs across batches (0 = off), as in Real-ESRGAN
+    pool_size: int = 0
+    #: unsharp-mask the high-resolution targets (Real-ESRGAN's "USM" targets)
+    sharpen_target: bool = False
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    #: L1 (or Charbonnier) between the output and the target
+    reconstruction: float = 1.0
+    reconstruction_type: Literal["l1", "charbonnier"] = "l1"
+    #: the same reconstruction on every lower pyramid level (against downscaled targets)
+    pyramid: float = 0.5
+    #: LPIPS (real backbone weights: `upsampler prepare-lpips`); 0 turns it off
+    lpips: float = 1.0
+    lpips_net: Literal["alex", "vgg"] = "vgg"
+    #: non-saturating GAN loss, used after train.warmup_steps
+    adversarial: float = 0.1
+    #: lazy R1 penalty on real images, every r1_interval discriminator steps (StyleGAN2)
+    r1_gamma: float = 1.0
+    r1_interval: int = 16
+    #: matching-aware loss for text models: real image + mismatched text counts as fake
+    matching_aware: float = 1.0
+    #: CLIP image-text similarity of the output (needs clip_model / clip_weights)
+    clip: float = 0.0
+    clip_model: str = "ViT-B-32"
+    clip_weights: str = ""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    weight_decay: float = 0.0
+    #: learning-rate schedule after lr_warmup_steps of linear warm-up
+    schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup_steps: int = 0
+    #: width-aware scaling: lr *= width_base / model width (0 = off), as for wide GANs
+    width_base: int = 0
+    grad_clip: float = 0.0
+    ema_decay: float = 0.999
+    #: EMA copies the weights until this step, then averages
+    ema_start: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs/upsampler"
+    steps: int = 1000
+    #: reconstruction-only steps before the GAN phase (Real-ESRGAN trains RealESRNet first)
+    warmup_steps: int = 0
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_accumulation: int = 1
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    #: checkpoints kept on disk (oldest removed first); the final one is always kept
+    keep_checkpoints: int = 3
+    #: "auto" lets accelerate choose; "cpu" forces the CPU
+    device: Literal["auto", "cpu"] = "auto"
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    #: "" for unconditional models; otherwise "open_clip" or "transformers"
+    backend: str = ""
+    name: str = ""
+    pretrained: str = ""
+    #: random encoder weights: for tests only, never for a model you want to use
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class Recipe:
+    #: generator constructor arguments; "preset" picks one of GigaGANUpsampler's presets
+    model: dict = field(default_factory=lambda: {"preset": "nano", "scale": 4})
+    #: discriminator constructor arguments
+    discriminator: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    @property
+    def scale(self) -> int:
+        return int(self.model.get("scale", 4))
+
+    @property
+    def text_conditioning(self) -> bool:
+        return bool(self.model.get("text_conditioning", False))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def dumps(self) -> str:
+        """The resolved recipe as TOML (saved with every run)."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            choices = ", ".join(repr(a) for a in typing.get_args(annotation))
+            raise RecipeError(f"{where} must be one of {choices}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, where)
+            except RecipeError:
+                continue
+        raise RecipeError(f"{where} has the wrong type: {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is Any:
+        return value
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a table, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecipeError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(
+                f"{where} must be true or false, got {type(value).__name__} {value!r}"
+            )
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
+    raise TypeError(
+        f"unsupported annotation {annotation} at {where}"
+    )  # a bug of ours, not the user's
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise RecipeError(f"[{where}] must be a table, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise RecipeError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' of [' + where + ']' if where else ''}: {', '.join(sorted(names))}"
+        )
+    kwargs = {
+        name: _check_type(value, hints[name], f"{where}.{name}" if where else name)
+        for name, value in values.items()
+    }
+    return cls(**kwargs)
+
+
+def _validate(recipe: Recipe) -> Recipe:
+    data, train, loss = recipe.data, recipe.train, recipe.loss
+    if recipe.scale not in (2, 4, 8):
+        raise RecipeError(f"model.scale must be 2, 4 or 8, got {recipe.scale}")
+    if data.crop_size <= 0 or data.crop_size % recipe.scale:
+        raise RecipeError(
+            f"data.crop_size ({data.crop_size}) must be a positive multiple of model.scale ({recipe.scale})"
+        )
+    for name in ("batch_size",):
+        if getattr(data, name) < 1:
+            raise RecipeError(f"data.{name} must be >= 1, got {getattr(data, name)}")
+    if not 0.0 <= data.caption_dropout <= 1.0:
+        raise RecipeError(f"data.caption_dropout must be in [0, 1], got {data.caption_dropout}")
+    if train.steps < 1 or train.warmup_steps < 0 or train.warmup_steps > train.steps:
+        raise RecipeError(
+            f"need 1 <= train.steps and 0 <= train.warmup_steps <= train.steps, got {train.steps}, {train.warmup_steps}"
+        )
+    if train.gradient_accumulation < 1:
+        raise RecipeError(
+            f"train.gradient_accumulation must be >= 1, got {train.gradient_accumulation}"
+        )
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        if getattr(train, name) < 1:
+            raise RecipeError(f"train.{name} must be >= 1, got {getattr(train, name)}")
+    if loss.r1_interval < 1:
+        raise RecipeError(f"loss.r1_interval must be >= 1, got {loss.r1_interval}")
+    if len(recipe.optim.betas) != 2:
+        raise RecipeError(f"optim.betas must have two values, got {recipe.optim.betas}")
+    if not 0.0 <= recipe.optim.ema_decay < 1.0:
+        raise RecipeError(f"optim.ema_decay must be in [0, 1), got {recipe.optim.ema_decay}")
+    if recipe.text_conditioning and not recipe.text.backend:
+        raise RecipeError(
+            'a text-conditioned model needs [text] backend = "open_clip" or "transformers"'
+        )
+    if recipe.text.backend not in ("", "open_clip", "transformers"):
+        raise RecipeError(
+            f'text.backend must be "", "open_clip" or "transformers", got {recipe.text.backend!r}'
+        )
+    if recipe.text_conditioning and data.captions == "none":
+        raise RecipeError(
+            'a text-conditioned model needs captions: set data.captions = "sidecar" or a manifest path'
+        )
+    if loss.clip > 0 and not loss.clip_weights:
+        raise RecipeError("loss.clip > 0 needs loss.clip_weights (a local CLIP checkpoint)")
+    return recipe
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.generator_lr=1e-4"`` -> (["optim", "generator_lr"], 0.0001); values are TOML literals.
+
+    A value that is not a valid TOML literal is taken as a string, so ``data.path=photos`` works.
+    """
+    if "=" not in text:
+        raise RecipeError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    keys = [k.strip() for k in key.strip().split(".")]
+    if not all(keys):
+        raise RecipeError(f"--set has an empty key in {text!r}")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return keys, value
+
+
+def recipe_from_dict(values: dict, overrides: list[str] = ()) -> Recipe:
+    """Validate a parsed recipe (plus ``key=value`` overrides) into a :class:`Recipe`."""
+    values = _deep_copy(values)
+    for override in overrides:
+        keys, value = parse_override(override)
+        table = values
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise RecipeError(f"--set {override}: {key} is not a table")
+        table[keys[-1]] = value
+    return _validate(_build(Recipe, values, ""))
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read a TOML recipe; relative paths in it are taken relative to the current directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path} is not valid TOML: {error}") from error
+    return recipe_from_dict(values, overrides)
+
+
+def _deep_copy(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _deep_copy(v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_deep_copy(v) for v in values]
+    return values

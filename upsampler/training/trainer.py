@@ -1,0 +1,587 @@
+"""The training loop: one readable ``Trainer.train``, on one CPU or many GPUs.
+
+Each step reads top to bottom: degrade, discriminator step, generator step, EMA, log, sample,
+checkpoint. Every random draw of a step (crops, degradations, caption dropout, z) comes from
+generators seeded by (seed, step, rank), so a run resumed at step s repeats the uninterrupted
+run exactly, and data-parallel ranks stay in step.
+
+Data parallelism uses accelerate for process setup (``accelerate launch`` or ``torchrun``) and
+averages gradients explicitly after each backward instead of wrapping the models in DDP: the
+lazy R1 penalty differentiates through the discriminator twice, which DDP does not support,
+and the generator's tracked mean style (a buffer) must be averaged too. StyleGAN2-ADA does the
+same.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from upsampler.data import ImageDataset, StepBatchSampler, collate
+from upsampler.degradations import DegradationPipeline, PairPool
+from upsampler.losses.gan import (
+    discriminator_loss,
+    generator_adversarial_loss,
+    mismatched,
+    pyramid_loss,
+    r1_penalty,
+    reconstruction_loss,
+    target_pyramid,
+)
+from upsampler.models.discriminator import GigaGANDiscriminator
+from upsampler.models.generator import GigaGANUpsampler
+from upsampler.text.base import TextEmbeddings
+from upsampler.training import checkpoints
+from upsampler.training.recipe import Recipe, RecipeError
+
+ProgressCallback = Callable[[int, dict], None]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; training stopped without overwriting good checkpoints."""
+
+
+def build_generator(recipe: Recipe) -> GigaGANUpsampler:
+    """The generator of ``[model]``: a preset (``preset = "nano"``) with overrides, or explicit arguments."""
+    options = dict(recipe.model)
+    preset = options.pop("preset", None)
+    try:
+        if preset is not None:
+            config = GigaGANUpsampler.preset_config(
+                preset,
+                scale=options.pop("scale", 4),
+                text_conditioning=options.pop("text_conditioning", False),
+            )
+            config.update(options)
+            return GigaGANUpsampler(**config)
+        return GigaGANUpsampler(**options)
+    except TypeError as error:  # an unknown key: say which table it came from
+        raise RecipeError(f"[model]: {error}") from error
+
+
+def build_discriminator(recipe: Recipe, generator: GigaGANUpsampler) -> GigaGANDiscriminator:
+    options = dict(recipe.discriminator)
+    options.setdefault("text_conditioning", generator.config.text_conditioning)
+    options.setdefault("text_embed_dim", generator.config.text_embed_dim)
+    try:
+        return GigaGANDiscriminator(**options)
+    except TypeError as error:
+        raise RecipeError(f"[discriminator]: {error}") from error
+
+
+def _model_width(model: torch.nn.Module) -> int:
+    config = model.config
+    return max(config.get("encoder_channels") or config.get("channels"))
+
+
+class Trainer:
+    """Trains a GigaGAN upsampler from a :class:`Recipe`.
+
+    Args:
+        recipe: the validated recipe.
+        resume: continue from the latest checkpoint in ``train.output_dir`` (an error if none).
+        progress: called after every step with ``(step, logs)``; the CLI draws its bar from it.
+    """
+
+    def __init__(
+        self, recipe: Recipe, *, resume: bool = False, progress: ProgressCallback | None = None
+    ):
+        from accelerate import Accelerator
+
+        self.recipe = recipe
+        self.progress = progress
+        self.run_dir = Path(recipe.train.output_dir)
+        self.accelerator = Accelerator(cpu=recipe.train.device == "cpu")
+        self.device = self.accelerator.device
+        self.rank = self.accelerator.process_index
+        self.world_size = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+
+        # Data first: a bad data folder fails before any model is built.
+        data = recipe.data
+        self.dataset = ImageDataset(
+            data.path,
+            crop_size=data.crop_size,
+            min_size=data.min_size,
+            captions=data.captions,
+            flip=data.flip,
+            flip_vertical=data.flip_vertical,
+        )
+
+        torch.manual_seed(recipe.train.seed)  # weight initialisation, identical on every rank
+        self.generator = build_generator(recipe).to(self.device)
+        self.discriminator = build_discriminator(recipe, self.generator).to(self.device)
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        if recipe.data.crop_size % (recipe.scale * self.generator.size_multiple):
+            raise RecipeError(
+                f"data.crop_size ({recipe.data.crop_size}) must be a multiple of scale x size_multiple "
+                f"({recipe.scale} x {self.generator.size_multiple}) so the low-resolution crop fits the model"
+            )
+        self.scale = self.generator.scale
+
+        optim = recipe.optim
+        betas = tuple(optim.betas)
+
+        def lr(base: float, model: torch.nn.Module) -> float:
+            # Width-aware scaling: wider models take proportionally smaller steps.
+            return base * optim.width_base / _model_width(model) if optim.width_base else base
+
+        # Lazy R1 (StyleGAN2 App. B): R1 runs every r1_interval steps, so Adam's lr and betas are
+        # rescaled by interval / (interval + 1) to keep the same effective optimisation.
+        ratio = recipe.loss.r1_interval / (recipe.loss.r1_interval + 1)
+        self.optimizer_g = torch.optim.Adam(
+            self.generator.parameters(),
+            lr=lr(optim.generator_lr, self.generator),
+            betas=betas,
+            weight_decay=optim.weight_decay,
+        )
+        self.optimizer_d = torch.optim.Adam(
+            self.discriminator.parameters(),
+            lr=lr(optim.discriminator_lr, self.discriminator) * ratio,
+            betas=(betas[0] ** ratio, betas[1] ** ratio),
+            weight_decay=optim.weight_decay,
+        )
+        self.scheduler_g = torch.optim.lr_scheduler.LambdaLR(self.optimizer_g, self._lr_factor)
+        self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, self._lr_factor)
+        precision = recipe.train.mixed_precision
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+
+        self.degrade = self._build_degradation()
+        self.pool = (
+            PairPool(recipe.degradation.pool_size) if recipe.degradation.pool_size > 0 else None
+        )
+        self.lpips = self._build_lpips()
+        self.clip = self._build_clip()
+        self.text_encoder = self._build_text_encoder()
+        self._text_cache: dict[str, TextEmbeddings] = {}
+
+        self.step = 0
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    def _lr_factor(self, step: int) -> float:
+        optim = self.recipe.optim
+        if step < optim.lr_warmup_steps:
+            return (step + 1) / optim.lr_warmup_steps
+        if optim.schedule == "cosine":
+            span = max(1, self.recipe.train.steps - optim.lr_warmup_steps)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - optim.lr_warmup_steps) / span)))
+        return 1.0
+
+    def _build_degradation(self) -> DegradationPipeline:
+        config = self.recipe.degradation
+        try:
+            if config.stages:
+                return DegradationPipeline.from_config(config.stages, scale=self.scale)
+            return DegradationPipeline.from_preset(config.preset, scale=self.scale)
+        except ValueError as error:
+            raise RecipeError(f"[degradation]: {error}") from error
+
+    def _build_lpips(self):
+        if self.recipe.loss.lpips <= 0:
+            return None
+        from upsampler.losses.lpips import load_lpips
+
+        return load_lpips(self.recipe.loss.lpips_net, device=self.device)
+
+    def _build_clip(self):
+        loss = self.recipe.loss
+        if loss.clip <= 0:
+            return None
+        from upsampler.losses.clip import ClipLoss
+
+        return ClipLoss(loss.clip_model, loss.clip_weights).to(self.device)
+
+    def _build_text_encoder(self):
+        if not self.generator.text_conditioning:
+            return None
+        from upsampler.text import load_text_encoder
+
+        text = self.recipe.text
+        return load_text_encoder(
+            text.backend,
+            text.name,
+            text.pretrained or None,
+            device=self.device,
+            random_weights=text.random_weights,
+        )
+
+    def _resume(self) -> None:
+        checkpoint = checkpoints.latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+        for name, model in (
+            ("generator", self.generator),
+            ("generator_ema", self.generator_ema),
+            ("discriminator", self.discriminator),
+        ):
+            loaded = type(model).from_pretrained(checkpoint / name)
+            model.load_state_dict(loaded.state_dict())
+        state = checkpoints.load_trainer_state(checkpoint)
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.scheduler_g.load_state_dict(state["scheduler_g"])
+        self.scheduler_d.load_state_dict(state["scheduler_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.pool is not None:
+            self.pool.load_state_dict(state["pool"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ per-step helpers
+
+    def _generator_for(self, step: int, purpose: int) -> torch.Generator:
+        """A generator on the device, seeded by (seed, step, rank, purpose)."""
+        seed = hash((self.recipe.train.seed, step, self.rank, purpose)) % 2**63
+        return torch.Generator(self.device).manual_seed(seed)
+
+    def _encode(self, captions: list[str], step: int) -> TextEmbeddings | None:
+        if self.text_encoder is None:
+            return None
+        dropout = self.recipe.data.caption_dropout
+        if dropout > 0:
+            draws = torch.rand(
+                len(captions), generator=self._generator_for(step, 3), device=self.device
+            ).tolist()
+            captions = [
+                "" if draw < dropout else caption
+                for draw, caption in zip(draws, captions, strict=True)
+            ]
+        missing = [c for c in dict.fromkeys(captions) if c not in self._text_cache]
+        if missing:
+            encoded = self.text_encoder.encode(missing)
+            for row, caption in enumerate(missing):
+                self._text_cache[caption] = encoded.index([row])
+        return TextEmbeddings.cat([self._text_cache[c] for c in captions]).to(self.device)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _average_gradients(self, model: torch.nn.Module) -> None:
+        """All-reduce the gradients of ``model`` (one flat buffer) across data-parallel ranks."""
+        if self.world_size == 1:
+            return
+        params = [p for p in model.parameters() if p.requires_grad]
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params]
+        )
+        torch.distributed.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def _optimizer_step(self, model, optimizer, scheduler) -> None:
+        self._average_gradients(model)
+        self.scaler.unscale_(optimizer)
+        if self.recipe.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.recipe.optim.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _check_finite(self, logs: dict) -> None:
+        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+        if bad:
+            last = checkpoints.latest_checkpoint(self.run_dir)
+            where = (
+                f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            )
+            raise TrainingDivergedError(
+                f"non-finite loss at step {self.step}: {bad}; training stopped and {where} "
+                "(try a lower learning rate, gradient clipping or fp32)"
+            )
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        optim = self.recipe.optim
+        decay = 0.0 if self.step < optim.ema_start else optim.ema_decay
+        for ema, live in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            ema.lerp_(live.detach(), 1.0 - decay)
+        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(live)
+
+    @torch.no_grad()
+    def _sync_buffers(self) -> None:
+        """Average the generator's tracked mean style across ranks (each saw its own batch)."""
+        if self.world_size > 1:
+            for buffer in self.generator.buffers():
+                torch.distributed.all_reduce(buffer)
+                buffer /= self.world_size
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> Path:
+        """Run until ``train.steps``; returns the final checkpoint folder."""
+        recipe, train = self.recipe, self.recipe.train
+        micro = recipe.data.batch_size
+        accumulation = train.gradient_accumulation
+        sampler = StepBatchSampler(
+            len(self.dataset),
+            batch_size=micro * accumulation,
+            seed=train.seed,
+            start_step=self.step,
+            steps=train.steps,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=recipe.data.num_workers,
+            collate_fn=collate,
+        )
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "recipe.toml").write_text(recipe.dumps())
+        self.accelerator.wait_for_everyone()
+        self.generator.train()
+        self.discriminator.train()
+        last_checkpoint = checkpoints.latest_checkpoint(self.run_dir)
+
+        for batch in loader:
+            started = time.perf_counter()
+            gan_phase = self.step >= train.warmup_steps
+            hq_all = batch["hq"].to(self.device, non_blocking=True)
+            text_all = self._encode(batch["caption"], self.step)
+
+            # 1. Degrade: high-resolution crops -> realistic low-resolution inputs, on the device.
+            with torch.no_grad():
+                lq_all, hq_all = self._degrade(hq_all)
+
+            logs: dict[str, float] = {}
+            chunks = range(0, hq_all.shape[0], micro)
+
+            # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
+            if gan_phase:
+                apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
+                for start in chunks:
+                    lq, hq = lq_all[start : start + micro], hq_all[start : start + micro]
+                    text = (
+                        text_all.index(range(start, start + lq.shape[0]))
+                        if text_all is not None
+                        else None
+                    )
+                    logs_d = self._discriminator_step(lq, hq, text, apply_r1, accumulation, start)
+                    for k, v in logs_d.items():
+                        logs[k] = logs.get(k, 0.0) + v / accumulation
+                self._optimizer_step(self.discriminator, self.optimizer_d, self.scheduler_d)
+
+            # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase.
+            for start in chunks:
+                lq, hq = lq_all[start : start + micro], hq_all[start : start + micro]
+                text = (
+                    text_all.index(range(start, start + lq.shape[0]))
+                    if text_all is not None
+                    else None
+                )
+                captions = batch["caption"][start : start + micro]
+                logs_g = self._generator_step(
+                    lq, hq, text, captions, gan_phase, accumulation, start
+                )
+                for k, v in logs_g.items():
+                    logs[k] = logs.get(k, 0.0) + v / accumulation
+            self._check_finite(logs)
+            self._optimizer_step(self.generator, self.optimizer_g, self.scheduler_g)
+            self._sync_buffers()
+
+            # 4. EMA of the generator: the weights that get released.
+            self._update_ema()
+            self.step += 1
+
+            # 5. Log, 6. sample, 7. checkpoint.
+            logs["seconds_per_step"] = time.perf_counter() - started
+            logs["lr"] = self.scheduler_g.get_last_lr()[0]
+            if self.is_main and (self.step % train.log_every == 0 or self.step == train.steps):
+                self._log(logs)
+            if self.is_main and (self.step % train.sample_every == 0 or self.step == train.steps):
+                self._save_samples()
+            if self.step % train.checkpoint_every == 0 or self.step == train.steps:
+                last_checkpoint = self.save_checkpoint()
+            if self.progress is not None and self.is_main:
+                self.progress(self.step, logs)
+
+        self.accelerator.wait_for_everyone()
+        return last_checkpoint
+
+    def _degrade(self, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lq, target) for a batch of crops; the target is unsharp-masked when configured."""
+        generator = self._generator_for(self.step, 1)
+        lq, hq = self.degrade.make_pair(
+            hq, generator, sharpen=self.recipe.degradation.sharpen_target
+        )
+        if self.pool is not None:
+            lq, hq = self.pool(lq, hq, generator=generator)
+        return lq.contiguous(), hq.contiguous()
+
+    def _pyramids(self, output, hq: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Fake and real pyramids for the discriminator: full resolution first, its scale count."""
+        fake = output.pyramid[::-1][: self.discriminator.num_scales]
+        real = target_pyramid(hq, [tuple(level.shape[-2:]) for level in fake])
+        return fake, real
+
+    def _discriminator_step(self, lq, hq, text, apply_r1, accumulation, start) -> dict[str, float]:
+        loss_config = self.recipe.loss
+        with torch.no_grad(), self._autocast():
+            fake_output = self.generator(
+                lq, text, generator=self._generator_for(self.step, 10 + start), return_pyramid=True
+            )
+        fake, real = self._pyramids(fake_output, hq)
+        fake = [level.detach().float() for level in fake]
+        if apply_r1:
+            real = [level.detach().requires_grad_(True) for level in real]
+        with self._autocast():
+            real_logits = self.discriminator(real, lq, text)
+            fake_logits = self.discriminator(fake, lq, text)
+            loss = discriminator_loss(real_logits, fake_logits)
+            logs = {"d_loss": loss.item()}
+            if text is not None and loss_config.matching_aware > 0 and lq.shape[0] > 1:
+                # Matching-aware loss (GigaGAN Sec. 3.3): a real image with another image's
+                # text is a fake, so the discriminator must check the text, not just realism.
+                wrong = self.discriminator(real, lq, text.index(mismatched(lq.shape[0])))
+                matching = torch.stack([F.softplus(logit).mean() for logit in wrong]).mean()
+                loss = loss + loss_config.matching_aware * matching
+                logs["d_matching"] = matching.item()
+        if apply_r1:
+            penalty = r1_penalty([logit.float() for logit in real_logits], real)
+            # Scaled by the interval because it runs only every r1_interval steps.
+            loss = loss + loss_config.r1_gamma / 2 * penalty * loss_config.r1_interval
+            logs["r1"] = penalty.item()
+        self.scaler.scale(loss / accumulation).backward()
+        return logs
+
+    def _generator_step(
+        self, lq, hq, text, captions, gan_phase, accumulation, start
+    ) -> dict[str, float]:
+        loss_config = self.recipe.loss
+        with self._autocast():
+            output = self.generator(
+                lq, text, generator=self._generator_for(self.step, 10 + start), return_pyramid=True
+            )
+            hq_fake = output.hq.float()
+            reconstruction = reconstruction_loss(hq_fake, hq, loss_config.reconstruction_type)
+            loss = loss_config.reconstruction * reconstruction
+            logs = {"reconstruction": reconstruction.item()}
+            if loss_config.pyramid > 0:
+                pyramid = pyramid_loss(
+                    [p.float() for p in output.pyramid], hq, loss_config.reconstruction_type
+                )
+                loss = loss + loss_config.pyramid * pyramid
+                logs["pyramid"] = pyramid.item()
+            if self.lpips is not None:
+                perceptual = self.lpips(hq_fake, hq).mean()
+                loss = loss + loss_config.lpips * perceptual
+                logs["lpips"] = perceptual.item()
+            if self.clip is not None:
+                clip = self.clip(hq_fake, captions)
+                loss = loss + loss_config.clip * clip
+                logs["clip"] = clip.item()
+            if gan_phase and loss_config.adversarial > 0:
+                fake, _ = self._pyramids(output, hq)
+                adversarial = generator_adversarial_loss(self.discriminator(fake, lq, text))
+                loss = loss + loss_config.adversarial * adversarial
+                logs["g_adversarial"] = adversarial.item()
+        logs["g_loss"] = loss.item()
+        self.scaler.scale(loss / accumulation).backward()
+        # The generator's loss also filled the discriminator's gradients: drop them.
+        self.discriminator.zero_grad(set_to_none=True)
+        return logs
+
+    # ------------------------------------------------------------------ outputs
+
+    def _log(self, logs: dict) -> None:
+        record = {"step": self.step, **{k: round(v, 6) for k, v in logs.items()}}
+        with (self.run_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            for key, value in logs.items():
+                writer.add_scalar(key, value, self.step)
+            writer.flush()
+
+    def _tensorboard(self):
+        if not hasattr(self, "_writer"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self._writer = None
+        return self._writer
+
+    @torch.no_grad()
+    def _save_samples(self, count: int = 4) -> Path:
+        """A PNG grid, one row per fixed validation crop: LQ (nearest) | EMA output | HQ."""
+        keys = StepBatchSampler(
+            len(self.dataset), batch_size=count, seed=self.recipe.train.seed + 1, steps=1
+        ).batch(0)
+        batch = collate([self.dataset[key] for key in keys])
+        hq = batch["hq"].to(self.device)
+        lq = self.degrade(
+            hq, generator=torch.Generator(self.device).manual_seed(self.recipe.train.seed)
+        )
+        text = None
+        if self.text_encoder is not None:
+            text = self.text_encoder.encode(batch["caption"]).to(self.device)
+        output = self.generator_ema(
+            lq, text, generator=torch.Generator(self.device).manual_seed(0)
+        ).hq.clamp(0, 1)
+        lq_big = F.interpolate(lq, scale_factor=self.scale, mode="nearest")
+        rows = torch.cat(
+            [torch.cat([a, b, c], dim=-1) for a, b, c in zip(lq_big, output, hq, strict=True)],
+            dim=-2,
+        )
+        pixels = (rows.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+        folder = self.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step-{self.step:08d}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        tmp.replace(path)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step (main process), atomically."""
+        final = checkpoints.checkpoint_dir(self.run_dir, self.step)
+        if self.is_main:
+            state = {
+                "step": self.step,
+                "optimizer_g": self.optimizer_g.state_dict(),
+                "optimizer_d": self.optimizer_d.state_dict(),
+                "scheduler_g": self.scheduler_g.state_dict(),
+                "scheduler_d": self.scheduler_d.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            }
+            if self.pool is not None:
+                state["pool"] = self.pool.state_dict()
+
+            def write(tmp: Path) -> None:
+                self.generator.save_pretrained(tmp / "generator")
+                self.generator_ema.save_pretrained(tmp / "generator_ema")
+                self.discriminator.save_pretrained(tmp / "discriminator")
+                torch.save(state, tmp / "trainer_state.pt")
+                (tmp / "recipe.toml").write_text(self.recipe.dumps())
+
+            checkpoints.write_atomically(final, write)
+            checkpoints.prune_checkpoints(self.run_dir, self.recipe.train.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return final
