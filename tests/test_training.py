@@ -113,13 +113,16 @@ def test_loss_falls_on_a_fixed_batch(tmp_path):
     assert last < 0.7 * first, (first, last)
 
 
-def test_resume_continues_exactly(photos, tmp_path):
+@pytest.mark.parametrize("pool_size", [0, 4])
+def test_resume_continues_exactly(photos, tmp_path, pool_size):
+    # With a pair pool the pool's contents travel in the checkpoint too.
+    degradation = {"preset": "realesrgan", "pool_size": pool_size}
     straight = tmp_path / "straight"
-    Trainer(recipe_from_dict(tiny_recipe(photos, straight))).train()
+    Trainer(recipe_from_dict(tiny_recipe(photos, straight, degradation=degradation))).train()
 
     split = tmp_path / "split"
-    Trainer(recipe_from_dict(tiny_recipe(photos, split, train={"steps": 3}))).train()
-    resumed = Trainer(recipe_from_dict(tiny_recipe(photos, split)), resume=True)
+    Trainer(recipe_from_dict(tiny_recipe(photos, split, degradation=degradation, train={"steps": 3}))).train()
+    resumed = Trainer(recipe_from_dict(tiny_recipe(photos, split, degradation=degradation)), resume=True)
     assert resumed.step == 3
     resumed.train()
 
