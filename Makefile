@@ -27,12 +27,12 @@ test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check upsampler cli tests benchmarks examples
-	$(BIN)/ruff format --check upsampler cli tests benchmarks examples
+	$(BIN)/ruff check upsampler cli tests benchmarks examples scripts
+	$(BIN)/ruff format --check upsampler cli tests benchmarks examples scripts
 
 format: $(VENV)/.installed
-	$(BIN)/ruff format upsampler cli tests benchmarks examples
-	$(BIN)/ruff check --fix upsampler cli tests benchmarks examples
+	$(BIN)/ruff format upsampler cli tests benchmarks examples scripts
+	$(BIN)/ruff check --fix upsampler cli tests benchmarks examples scripts
 
 demo: $(VENV)/.installed
 	$(BIN)/upsampler --version
