@@ -121,8 +121,12 @@ def test_resume_continues_exactly(photos, tmp_path, pool_size):
     Trainer(recipe_from_dict(tiny_recipe(photos, straight, degradation=degradation))).train()
 
     split = tmp_path / "split"
-    Trainer(recipe_from_dict(tiny_recipe(photos, split, degradation=degradation, train={"steps": 3}))).train()
-    resumed = Trainer(recipe_from_dict(tiny_recipe(photos, split, degradation=degradation)), resume=True)
+    Trainer(
+        recipe_from_dict(tiny_recipe(photos, split, degradation=degradation, train={"steps": 3}))
+    ).train()
+    resumed = Trainer(
+        recipe_from_dict(tiny_recipe(photos, split, degradation=degradation)), resume=True
+    )
     assert resumed.step == 3
     resumed.train()
 
