@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from upsampler import GigaGANUpsampler
+from upsampler import GigaGANUpsampler, Upscaler
 from upsampler.training.checkpoints import export_release, list_checkpoints
 from upsampler.training.recipe import RecipeError, load_recipe, recipe_from_dict
 from upsampler.training.trainer import Trainer, TrainingDivergedError
@@ -235,6 +235,9 @@ def test_export_round_trip(photos, tmp_path):
     ]
     model = GigaGANUpsampler.from_pretrained(release)
     ema = GigaGANUpsampler.from_pretrained(list_checkpoints(run)[-1] / "generator_ema")
+    # The release is what the Upscaler loads: a 4x image comes back.
+    upscaled = Upscaler.from_pretrained(release, device="cpu").upscale(textured(9, size=24))
+    assert upscaled.size == (96, 96)
     lq = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -323,3 +326,59 @@ def test_shipped_recipes_are_valid():
         assert recipe.data.crop_size % recipe.scale == 0
         text = path.read_text()
         assert "Hardware:" in text and "Time:" in text, f"{path.name} must say what it expects"
+
+
+def test_text_conditioned_training_with_an_embedding_cache(photos, tmp_path):
+    """A text model trains on sidecar captions (matching-aware loss on), caches embeddings on disk."""
+    from safetensors import safe_open
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    encoder_dir = tmp_path / "tiny_bert"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "red", "barn", "sea"]
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(encoder_dir)
+    BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(encoder_dir)
+    for index, image in enumerate(sorted(photos.glob("*.png"))):
+        image.with_suffix(".txt").write_text(["a red barn", "a photo of the sea"][index % 2])
+
+    cache = tmp_path / "text_cache.safetensors"
+    recipe = tiny_recipe(
+        photos,
+        tmp_path / "run",
+        model={
+            "text_conditioning": True,
+            "text_embed_dim": 32,
+            "text_dim": 16,
+            "text_layers": 1,
+            "text_heads": 2,
+        },
+        data={"captions": "sidecar", "caption_dropout": 0.5},
+        text={"backend": "transformers", "name": str(encoder_dir), "cache": str(cache)},
+        train={"steps": 3, "warmup_steps": 1},
+    )
+    trainer = Trainer(recipe_from_dict(recipe))
+    trainer.train()
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert "d_matching" in records[-1] and np.isfinite(records[-1]["d_matching"])
+    with safe_open(str(cache), framework="pt") as handle:
+        captions = set(json.loads(handle.metadata()["captions"]))
+        assert handle.get_tensor("tokens").shape[-1] == 32
+    assert captions <= {"a red barn", "a photo of the sea", ""} and len(captions) >= 2
+    # A new run reads the cache instead of starting empty.
+    again = Trainer(
+        recipe_from_dict(
+            tiny_recipe(
+                photos, tmp_path / "run2", **{k: recipe[k] for k in ("model", "data", "text")}
+            )
+        )
+    )
+    assert set(again._text_cache) == captions

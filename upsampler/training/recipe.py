@@ -121,6 +121,9 @@ class TextConfig:
     backend: str = ""
     name: str = ""
     pretrained: str = ""
+    #: safetensors file of precomputed embeddings per caption, read at start and extended at
+    #: every checkpoint ("" = cache in memory only); reuse it across runs of the same encoder
+    cache: str = ""
     #: random encoder weights: for tests only, never for a model you want to use
     random_weights: bool = False
 

@@ -163,7 +163,7 @@ class Trainer:
         self.lpips = self._build_lpips()
         self.clip = self._build_clip()
         self.text_encoder = self._build_text_encoder()
-        self._text_cache: dict[str, TextEmbeddings] = {}
+        self._text_cache: dict[str, TextEmbeddings] = self._read_text_cache()
 
         self.step = 0
         if resume:
@@ -218,6 +218,51 @@ class Trainer:
             random_weights=text.random_weights,
         )
 
+    def _read_text_cache(self) -> dict[str, TextEmbeddings]:
+        """Precomputed embeddings from ``text.cache``: ``{caption: (1, T, D) embeddings}``."""
+        path = Path(self.recipe.text.cache) if self.recipe.text.cache else None
+        if self.text_encoder is None or path is None or not path.is_file():
+            return {}
+        from safetensors import safe_open
+
+        cache = {}
+        with safe_open(str(path), framework="pt") as handle:
+            captions = json.loads(handle.metadata()["captions"])
+            tokens, pooled, mask = (
+                handle.get_tensor(name) for name in ("tokens", "pooled", "mask")
+            )
+        if tokens.shape[-1] != self.text_encoder.dim:
+            raise RecipeError(
+                f"text.cache {path} holds {tokens.shape[-1]}-d embeddings but the text encoder gives "
+                f"{self.text_encoder.dim}-d ones: it was made with another encoder; delete it or change text.cache"
+            )
+        for row, caption in enumerate(captions):
+            cache[caption] = TextEmbeddings(
+                tokens[row : row + 1], pooled[row : row + 1], mask[row : row + 1].bool()
+            )
+        return cache
+
+    def _write_text_cache(self) -> None:
+        if self.text_encoder is None or not self.recipe.text.cache or not self._text_cache:
+            return
+        from safetensors.torch import save_file
+
+        path = Path(self.recipe.text.cache)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        captions = list(self._text_cache)
+        rows = TextEmbeddings.cat([self._text_cache[c] for c in captions]).to("cpu")
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(
+            {
+                "tokens": rows.tokens.contiguous(),
+                "pooled": rows.pooled.contiguous(),
+                "mask": rows.mask.to(torch.uint8),
+            },
+            str(tmp),
+            metadata={"captions": json.dumps(captions)},
+        )
+        tmp.replace(path)
+
     def _resume(self) -> None:
         checkpoint = checkpoints.latest_checkpoint(self.run_dir)
         if checkpoint is None:
@@ -263,7 +308,7 @@ class Trainer:
         if missing:
             encoded = self.text_encoder.encode(missing)
             for row, caption in enumerate(missing):
-                self._text_cache[caption] = encoded.index([row])
+                self._text_cache[caption] = encoded.index([row]).to("cpu")
         return TextEmbeddings.cat([self._text_cache[c] for c in captions]).to(self.device)
 
     def _autocast(self):
@@ -583,5 +628,6 @@ class Trainer:
 
             checkpoints.write_atomically(final, write)
             checkpoints.prune_checkpoints(self.run_dir, self.recipe.train.keep_checkpoints)
+            self._write_text_cache()
         self.accelerator.wait_for_everyone()
         return final
