@@ -19,6 +19,8 @@ from typing import NoReturn
 
 import typer
 
+from upsampler.io.images import DEFAULT_MAX_PIXELS
+
 # Images whose tiles are at least this many get a second progress bar over their tiles.
 TILE_BAR_THRESHOLD = 8
 
@@ -167,13 +169,16 @@ def upscale(
         None, "--text-weights", help="open_clip pretrained tag or local checkpoint file."
     ),
     tile: int | None = typer.Option(
-        None, "--tile", help="Tile side in input pixels (default: chosen from free memory)."
+        None, "--tile", min=1, help="Tile side in input pixels (default: chosen from free memory)."
     ),
     tile_overlap: int | None = typer.Option(
-        None, "--tile-overlap", help="Input pixels shared by neighbouring tiles (default 16)."
+        None,
+        "--tile-overlap",
+        min=0,
+        help="Input pixels shared by neighbouring tiles (default 16).",
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Tiles per forward pass (default 1 on CPU, 4 on GPU)."
+        None, "--batch-size", min=1, help="Tiles per forward pass (default 1 on CPU, 4 on GPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, fp16 or bf16."),
@@ -189,7 +194,7 @@ def upscale(
         False, "--overwrite", help="Redo outputs that exist (default: skip them, resuming)."
     ),
     max_pixels: int = typer.Option(
-        40_000_000, "--max-pixels", min=1, help="Refuse inputs with more pixels than this."
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse inputs with more pixels than this."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -226,6 +231,12 @@ def upscale(
             upscaler.text_encoder = _text_encoder(text_encoder, text_weights)
         elif prompt is not None:
             _usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
+        if tile is not None and tile % upscaler.size_multiple:
+            _usage_error(f"--tile must be a multiple of {upscaler.size_multiple}, got {tile}")
+        if tile is not None and tile_overlap is not None and tile_overlap > tile // 2:
+            _usage_error(
+                f"--tile-overlap must be at most half the tile ({tile // 2}), got {tile_overlap}"
+            )
 
     done = 0
     bar = tqdm(todo, desc="images", unit="image", disable=not progress, dynamic_ncols=True)
@@ -233,7 +244,7 @@ def upscale(
         bar.set_postfix_str(job.source.name, refresh=False)
         tile_bar = None
 
-        def on_progress(event, job: _Job = job) -> None:
+        def on_progress(event) -> None:
             nonlocal tile_bar
             if event.tiles < TILE_BAR_THRESHOLD or not progress:
                 return

@@ -11,6 +11,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from conftest import tiny_generator
+from upsampler import TextEmbeddings
 from upsampler.io.images import ImageData, read_image, write_image
 from upsampler_cli.app import app
 
@@ -196,6 +197,8 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
         (["--suffix", "/../../escape"], "--suffix must not contain path separators"),
         (["--prompt", "a cat"], "is unconditional: --prompt has no effect"),
         (["--dtype", "fp16", "--device", "cpu"], "half precision is not supported on the CPU"),
+        (["--tile", "30"], "--tile must be a multiple of 4, got 30"),
+        (["--tile", "32", "--tile-overlap", "20"], "at most half the tile (16), got 20"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, model_dir, extra, message):
@@ -249,3 +252,28 @@ def test_bench_command_prints_a_table(tmp_path):
         "rrdbnet",
     ]
     assert "64x64" in rows[1] and (tmp_path / "bench.json").is_file()
+
+
+def test_sidecar_captions_steer_a_text_conditioned_model(tmp_path, monkeypatch):
+    import upsampler_cli.upscale as command
+    from conftest import random_text
+
+    class CaptionEncoder:  # a stand-in text encoder: embeddings seeded by the caption
+        def encode(self, texts):
+            return TextEmbeddings.cat([random_text(1, seed=len(text)) for text in texts])
+
+    monkeypatch.setattr(command, "_text_encoder", lambda spec, weights: CaptionEncoder())
+    tiny_generator(text_conditioning=True).save_pretrained(tmp_path / "text-model")
+    image = Image.fromarray(pixels(8, 8, 3))
+    for name, caption in (("a", "a cat"), ("b", "a dog on a beach"), ("c", "a bat")):
+        image.save(tmp_path / f"{name}.png")
+        (tmp_path / f"{name}.txt").write_text(caption)
+    args = ["upscale", str(tmp_path), "-o", str(tmp_path / "out"), "--no-progress"]
+    args += ["--model", str(tmp_path / "text-model"), "--text-encoder", "fake:encoder"]
+    assert runner.invoke(app, args).exit_code == 0
+    a, b, c = (np.asarray(Image.open(tmp_path / "out" / f"{n}.png")) for n in "abc")
+    assert np.array_equal(a, c) and not np.array_equal(a, b)  # same caption length, same seed
+    prompt = runner.invoke(app, [*args, "--overwrite", "--prompt", "one prompt for all"])
+    assert prompt.exit_code == 0
+    a, b = (np.asarray(Image.open(tmp_path / "out" / f"{n}.png")) for n in "ab")
+    assert np.array_equal(a, b)
