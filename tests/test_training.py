@@ -382,3 +382,20 @@ def test_text_conditioned_training_with_an_embedding_cache(photos, tmp_path):
         )
     )
     assert set(again._text_cache) == captions
+
+
+def test_bf16_mixed_precision_trains(photos, tmp_path):
+    recipe = recipe_from_dict(
+        tiny_recipe(
+            photos,
+            tmp_path / "run",
+            train={"steps": 2, "warmup_steps": 1, "mixed_precision": "bf16"},
+        )
+    )
+    Trainer(recipe).train()
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(last["g_loss"]) and np.isfinite(last["d_loss"])
+    weights = state(list_checkpoints(tmp_path / "run")[-1] / "generator")
+    assert all(
+        t.dtype == torch.float32 for t in weights.values() if t.is_floating_point()
+    )  # fp32 masters
