@@ -58,6 +58,17 @@ def random_text(batch: int, length: int = 5, seed: int = 0) -> TextEmbeddings:
     return TextEmbeddings(tokens=tokens, pooled=tokens[:, 0].clone(), mask=mask)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread: tiny models gain nothing from threads, and on a
+    shared 2-core machine two processes that each spin two OpenMP threads slow each other down
+    10-100 times (measured here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def lq() -> torch.Tensor:
     return torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))

@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
@@ -20,14 +19,7 @@ SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 BAD = ("empty.png", "truncated.jpg", "text.png", "animated.gif")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two processes that
-    each spin two OpenMP threads slow each other down 10-100 times (measured here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pixels(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:

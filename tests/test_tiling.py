@@ -15,15 +15,7 @@ from upsampler.inference.tiling import (
     tiled_apply,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two processes that
-    each spin two OpenMP threads slow each other down 10-100 times (measured here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nearest(scale: int):

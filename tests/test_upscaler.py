@@ -13,15 +13,7 @@ from upsampler import TextEmbeddings, Upscaler
 from upsampler.inference.registry import BUILTIN_MODELS, ModelUnavailableError
 from upsampler.text.base import TextEncoder
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine two processes that
-    each spin two OpenMP threads slow each other down 10-100 times (measured here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
