@@ -25,19 +25,12 @@ import torch
 from PIL import Image
 
 from upsampler.degradations import DegradationPipeline
+from upsampler.degradations.kernels import KERNEL_TYPES
 
 # ---------------------------------------------------------------------------------------------
 # Per-image reference: the realesrgan preset written plainly with NumPy and PIL.
 # ---------------------------------------------------------------------------------------------
 
-KERNEL_TYPES = (
-    "iso",
-    "aniso",
-    "generalized_iso",
-    "generalized_aniso",
-    "plateau_iso",
-    "plateau_aniso",
-)
 KERNEL_PROBABILITIES = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 PIL_MODES = {
     "area": Image.Resampling.BOX,

@@ -399,3 +399,26 @@ def test_bf16_mixed_precision_trains(photos, tmp_path):
     assert all(
         t.dtype == torch.float32 for t in weights.values() if t.is_floating_point()
     )  # fp32 masters
+
+
+def test_gradient_accumulation_splits_each_step_into_micro_batches(photos, tmp_path, monkeypatch):
+    recipe = recipe_from_dict(
+        tiny_recipe(
+            photos,
+            tmp_path / "run",
+            data={"batch_size": 1},
+            train={"steps": 2, "warmup_steps": 1, "gradient_accumulation": 2},
+        )
+    )
+    trainer = Trainer(recipe)
+    sizes = []
+    step = trainer._generator_step
+
+    def recording(lq, *args):
+        sizes.append(lq.shape[0])
+        return step(lq, *args)
+
+    monkeypatch.setattr(trainer, "_generator_step", recording)
+    trainer.train()
+    assert sizes == [1, 1, 1, 1]  # two steps, two micro-batches of one image each
+    assert list_checkpoints(tmp_path / "run")

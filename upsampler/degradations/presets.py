@@ -21,6 +21,7 @@ from upsampler.degradations.config import (
     ResizeStage,
     Stage,
 )
+from upsampler.degradations.kernels import KERNEL_TYPES
 
 __all__ = ["PRESETS", "preset_stages"]
 
@@ -38,14 +39,7 @@ PRESETS: dict[str, tuple[Stage, ...]] = {
         # ----- first order (Real-ESRGAN: blur_sigma, resize_prob/range, noise_range, ...)
         BlurStage(
             kernel_size=(7, 21),
-            kernel_types=(
-                "iso",
-                "aniso",
-                "generalized_iso",
-                "generalized_aniso",
-                "plateau_iso",
-                "plateau_aniso",
-            ),
+            kernel_types=KERNEL_TYPES,
             kernel_probabilities=(0.45, 0.25, 0.12, 0.03, 0.12, 0.03),
             sigma=(0.2, 3.0),
             generalized_beta=(0.5, 4.0),

@@ -413,34 +413,25 @@ class Trainer:
                 lq_all, hq_all = self._degrade(hq_all)
 
             logs: dict[str, float] = {}
-            chunks = range(0, hq_all.shape[0], micro)
+            captions = batch["caption"]
 
             # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
             if gan_phase:
                 apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
-                for start in chunks:
-                    lq, hq = lq_all[start : start + micro], hq_all[start : start + micro]
-                    text = (
-                        text_all.index(range(start, start + lq.shape[0]))
-                        if text_all is not None
-                        else None
-                    )
+                for start, lq, hq, text, _ in self._micro_batches(
+                    micro, lq_all, hq_all, text_all, captions
+                ):
                     logs_d = self._discriminator_step(lq, hq, text, apply_r1, accumulation, start)
                     for k, v in logs_d.items():
                         logs[k] = logs.get(k, 0.0) + v / accumulation
                 self._optimizer_step(self.discriminator, self.optimizer_d, self.scheduler_d)
 
             # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase.
-            for start in chunks:
-                lq, hq = lq_all[start : start + micro], hq_all[start : start + micro]
-                text = (
-                    text_all.index(range(start, start + lq.shape[0]))
-                    if text_all is not None
-                    else None
-                )
-                captions = batch["caption"][start : start + micro]
+            for start, lq, hq, text, micro_captions in self._micro_batches(
+                micro, lq_all, hq_all, text_all, captions
+            ):
                 logs_g = self._generator_step(
-                    lq, hq, text, captions, gan_phase, accumulation, start
+                    lq, hq, text, micro_captions, gan_phase, accumulation, start
                 )
                 for k, v in logs_g.items():
                     logs[k] = logs.get(k, 0.0) + v / accumulation
@@ -476,6 +467,14 @@ class Trainer:
         if self.pool is not None:
             lq, hq = self.pool(lq, hq, generator=generator)
         return lq.contiguous(), hq.contiguous()
+
+    @staticmethod
+    def _micro_batches(micro, lq_all, hq_all, text_all, captions):
+        """Yield (start, lq, hq, text, captions) slices of ``micro`` images for gradient accumulation."""
+        for start in range(0, hq_all.shape[0], micro):
+            stop = min(start + micro, hq_all.shape[0])
+            text = text_all.index(range(start, stop)) if text_all is not None else None
+            yield start, lq_all[start:stop], hq_all[start:stop], text, captions[start:stop]
 
     def _pyramids(self, output, hq: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Fake and real pyramids for the discriminator: full resolution first, its scale count."""
