@@ -11,6 +11,8 @@ from typing import NoReturn
 
 import typer
 
+from upsampler_cli.reporting import exit_on_failures
+
 #: Suffixes picked up when a folder is given (a file named explicitly is always tried).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 #: Decompression-bomb guard: larger images are refused (they would also need gigabytes as floats).
@@ -216,8 +218,4 @@ def degrade(
 
     done = len(paths) - len(failures)
     typer.echo(f"wrote {written} images for {done} of {len(paths)} inputs to {output}")
-    if failures:
-        typer.secho(f"{len(failures)} input(s) failed:", fg=typer.colors.RED, err=True)
-        for path, reason in failures:
-            typer.secho(f"  {path}: {reason}", err=True)
-        raise typer.Exit(1)
+    exit_on_failures(failures)

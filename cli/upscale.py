@@ -20,6 +20,7 @@ from typing import NoReturn
 import typer
 
 from upsampler.io.images import DEFAULT_MAX_PIXELS
+from upsampler_cli.reporting import exit_on_failures
 
 # Images whose tiles are at least this many get a second progress bar over their tiles.
 TILE_BAR_THRESHOLD = 8
@@ -285,8 +286,4 @@ def upscale(
     typer.echo(f"done {done}, skipped {len(skipped)}, failed {len(failed)}; outputs in {output}")
     if skipped:
         typer.echo(f"skipped {len(skipped)} whose output exists (--overwrite redoes them)")
-    if failed:
-        typer.secho(f"{len(failed)} input(s) failed:", fg=typer.colors.RED, err=True)
-        for source, reason in failed:
-            typer.secho(f"  {source}: {reason}", err=True)
-        raise typer.Exit(1)
+    exit_on_failures(failed)
