@@ -185,7 +185,7 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--model", "nano-4x"], "ships no weights for the built-in model 'nano-4x'"),
+        (["--model", "unreleased-4x"], "ships no weights for the built-in model 'unreleased-4x'"),
         (["--suffix", "/../../escape"], "--suffix must not contain path separators"),
         (["--prompt", "a cat"], "is unconditional: --prompt has no effect"),
         (["--dtype", "fp16", "--device", "cpu"], "half precision is not supported on the CPU"),
@@ -193,7 +193,11 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
         (["--tile", "32", "--tile-overlap", "20"], "at most half the tile (16), got 20"),
     ],
 )
-def test_usage_errors_exit_2(tmp_path, model_dir, extra, message):
+def test_usage_errors_exit_2(tmp_path, model_dir, extra, message, monkeypatch):
+    from upsampler.inference.registry import BUILTIN_MODELS, BuiltinModel
+
+    unreleased = BuiltinModel("unreleased-4x", "nano", 4, False, "registered, no weights")
+    monkeypatch.setitem(BUILTIN_MODELS, unreleased.name, unreleased)
     Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
     args = [
         "upscale",

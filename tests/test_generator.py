@@ -225,3 +225,19 @@ def test_untrained_output_stays_close_to_interpolation():
         hq = model(lq, generator=seeded(0)).hq
     bicubic = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
     assert (hq - bicubic).abs().mean() < 0.1
+
+
+def test_untrained_styles_barely_move_the_channel_scales():
+    # At StyleGAN2's unit gain a random z moves every channel scale by about +-1, which made an
+    # untrained upsampler's colours depend on z; the small initial gain keeps them near 1.
+    from upsampler.models.layers import AdaptiveModulatedConv2d
+
+    model = GigaGANUpsampler.from_preset("nano", scale=4)
+    w = model.mapping(model.sample_z(64, seeded(0)))
+    convs = [m for m in model.modules() if isinstance(m, AdaptiveModulatedConv2d)]
+    assert convs
+    with torch.no_grad():
+        for conv in convs:
+            scales = conv.modulation(w)
+            assert (scales - 1).abs().mean() < 0.2, (scales - 1).abs().mean()
+            assert scales.std(dim=0).mean() > 0.01  # z still has an effect to build on

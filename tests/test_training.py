@@ -272,6 +272,7 @@ def write_recipe(path: Path, recipe: dict) -> Path:
         ({"loss": {"reconstruction_type": "l3"}}, "loss.reconstruction_type must be one of"),
         ({"data": {"path": "/does/not/exist"}}, "data path not found"),
         ({"degradation": {"preset": "nope"}}, "degradation"),
+        ({"degradation": {"clean_probability": 1.5}}, "clean_probability must be in \\[0, 1\\]"),
     ],
 )
 def test_bad_recipes_fail_before_training(photos, tmp_path, change, message):
@@ -422,3 +423,55 @@ def test_gradient_accumulation_splits_each_step_into_micro_batches(photos, tmp_p
     trainer.train()
     assert sizes == [1, 1, 1, 1]  # two steps, two micro-batches of one image each
     assert list_checkpoints(tmp_path / "run")
+
+
+@pytest.mark.parametrize("clean_probability", [0.0, 1.0])
+def test_clean_probability_mixes_in_plain_bicubic_inputs(photos, tmp_path, clean_probability):
+    recipe = recipe_from_dict(
+        tiny_recipe(
+            photos,
+            tmp_path / "run",
+            degradation={"preset": "realesrgan", "clean_probability": clean_probability},
+        )
+    )
+    trainer = Trainer(recipe)
+    hq = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lq, target = trainer._degrade(hq)
+    bicubic = trainer.clean_degrade(hq, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(target, hq)
+    # Per image: identical to the bicubic downscale when clean, far from it when degraded.
+    differences = (lq - bicubic).abs().flatten(1).amax(dim=1)
+    if clean_probability == 1.0:
+        assert differences.max() == 0
+    else:
+        assert (differences > 0.05).all(), differences
+
+
+def test_pure_reconstruction_warmup_and_its_checkpoint_is_kept(photos, tmp_path):
+    recipe = recipe_from_dict(
+        tiny_recipe(
+            photos,
+            tmp_path / "run",
+            loss={"perceptual_in_warmup": False},
+            train={"keep_checkpoints": 1, "warmup_steps": 2, "checkpoint_every": 3},
+        )
+    )
+    trainer = Trainer(recipe)
+    calls = []
+
+    def fake_lpips(fake, real):
+        calls.append(trainer.step)
+        return (fake - real).abs().mean(dim=(1, 2, 3))
+
+    trainer.lpips = fake_lpips
+    trainer.train()
+    assert calls == [2, 3, 4, 5]  # the GAN phase only: steps 0 and 1 are pure L1
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert ["lpips" in r for r in records] == [False, False, True, True, True, True]
+    # keep_checkpoints=1 keeps the newest, and the end of the warm-up (the PSNR release) too.
+    assert [c.name for c in list_checkpoints(tmp_path / "run")] == [
+        "step-00000002",
+        "step-00000006",
+    ]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import TEXT_EMBED_DIM, random_text, tiny_generator
 from upsampler import TextEmbeddings, Upscaler
-from upsampler.inference.registry import BUILTIN_MODELS, ModelUnavailableError
+from upsampler.inference.registry import BUILTIN_MODELS, BuiltinModel, ModelUnavailableError
 from upsampler.text.base import TextEncoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -265,8 +265,10 @@ def test_from_pretrained_round_trip_and_clear_errors(tmp_path, monkeypatch):
     assert torch.equal(loaded.upscale(lq), Upscaler(model, device="cpu").upscale(lq))
 
     assert set(BUILTIN_MODELS) >= {"nano-4x", "nano-4x-psnr"}
+    unreleased = BuiltinModel("unreleased-4x", "nano", 4, False, "registered, no weights")
+    monkeypatch.setitem(BUILTIN_MODELS, unreleased.name, unreleased)
     with pytest.raises(ModelUnavailableError, match="ships no weights for the built-in model"):
-        Upscaler.from_pretrained("nano-4x")
+        Upscaler.from_pretrained("unreleased-4x")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelUnavailableError, match="no config.json"):
         Upscaler.from_pretrained(tmp_path / "empty")

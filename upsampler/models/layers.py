@@ -16,6 +16,13 @@ from torch import nn
 # LeakyReLU(0.2) scaled to keep unit variance, as in StyleGAN2.
 ACTIVATION_GAIN = math.sqrt(2.0)
 
+# Initial gain of the style -> modulation and style -> kernel-selection weights. At StyleGAN2's
+# gain of 1 a unit-variance style moves every channel scale by about +-1, so an untrained
+# upsampler's output (its colours included) depends strongly on z, and reconstruction training
+# spends thousands of steps undoing that. At 0.1 a new network is nearly deterministic; the
+# adversarial phase grows the dependence on z where it helps.
+STYLE_INIT_GAIN = 0.1
+
 
 def leaky_relu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * ACTIVATION_GAIN
@@ -25,10 +32,16 @@ class EqualLinear(nn.Module):
     """Linear layer with the equalised learning rate of StyleGAN (weights scaled at run time)."""
 
     def __init__(
-        self, in_features: int, out_features: int, *, bias_init: float = 0.0, lr_mul: float = 1.0
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        init_gain: float = 1.0,
     ):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * (init_gain / lr_mul))
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
         self.scale = lr_mul / math.sqrt(in_features)
         self.lr_mul = lr_mul
@@ -104,8 +117,14 @@ class AdaptiveModulatedConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         # bias 1: an untrained layer starts as an ordinary convolution.
-        self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
-        self.selection = EqualLinear(style_dim, num_kernels) if num_kernels > 1 else None
+        self.modulation = EqualLinear(
+            style_dim, in_channels, bias_init=1.0, init_gain=STYLE_INIT_GAIN
+        )
+        self.selection = (
+            EqualLinear(style_dim, num_kernels, init_gain=STYLE_INIT_GAIN)
+            if num_kernels > 1
+            else None
+        )
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -61,10 +62,12 @@ def write_atomically(final: Path, write) -> Path:
     return final
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Remove all but the ``keep`` newest checkpoints."""
+def prune_checkpoints(run_dir: str | Path, keep: int, *, protect: Sequence[Path] = ()) -> None:
+    """Remove all but the ``keep`` newest checkpoints, never those in ``protect``."""
+    protected = {Path(path).resolve() for path in protect}
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
+        if old.resolve() not in protected:
+            shutil.rmtree(old)
 
 
 def load_trainer_state(checkpoint: Path) -> dict:

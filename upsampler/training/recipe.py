@@ -55,6 +55,9 @@ class DegradationConfig:
     pool_size: int = 0
     #: unsharp-mask the high-resolution targets (Real-ESRGAN's "USM" targets)
     sharpen_target: bool = False
+    #: fraction of crops given the plain bicubic downscale instead, so a model trained on
+    #: heavy degradations stays faithful (and keeps fine texture) on clean inputs
+    clean_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class LossConfig:
     #: LPIPS (real backbone weights: `upsampler prepare-lpips`); 0 turns it off
     lpips: float = 1.0
     lpips_net: Literal["alex", "vgg"] = "vgg"
+    #: LPIPS and CLIP during the reconstruction warm-up too; false makes the warm-up pure
+    #: L1 (a PSNR-oriented model at its end, like RealESRNet before Real-ESRGAN)
+    perceptual_in_warmup: bool = True
     #: non-saturating GAN loss, used after train.warmup_steps
     adversarial: float = 0.1
     #: lazy R1 penalty on real images, every r1_interval discriminator steps (StyleGAN2)
@@ -241,6 +247,11 @@ def _validate(recipe: Recipe) -> Recipe:
             raise RecipeError(f"data.{name} must be >= 1, got {getattr(data, name)}")
     if not 0.0 <= data.caption_dropout <= 1.0:
         raise RecipeError(f"data.caption_dropout must be in [0, 1], got {data.caption_dropout}")
+    if not 0.0 <= recipe.degradation.clean_probability <= 1.0:
+        raise RecipeError(
+            "degradation.clean_probability must be in [0, 1], "
+            f"got {recipe.degradation.clean_probability}"
+        )
     if train.steps < 1 or train.warmup_steps < 0 or train.warmup_steps > train.steps:
         raise RecipeError(
             f"need 1 <= train.steps and 0 <= train.warmup_steps <= train.steps, got {train.steps}, {train.warmup_steps}"

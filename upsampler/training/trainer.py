@@ -157,6 +157,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
         self.degrade = self._build_degradation()
+        self.clean_degrade = DegradationPipeline.from_preset("bicubic", scale=self.scale)
         self.pool = (
             PairPool(recipe.degradation.pool_size) if recipe.degradation.pool_size > 0 else None
         )
@@ -450,7 +451,10 @@ class Trainer:
                 self._log(logs)
             if self.is_main and (self.step % train.sample_every == 0 or self.step == train.steps):
                 self._save_samples()
-            if self.step % train.checkpoint_every == 0 or self.step == train.steps:
+            if self.step % train.checkpoint_every == 0 or self.step in (
+                train.steps,
+                train.warmup_steps,
+            ):
                 last_checkpoint = self.save_checkpoint()
             if self.progress is not None and self.is_main:
                 self.progress(self.step, logs)
@@ -461,9 +465,12 @@ class Trainer:
     def _degrade(self, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(lq, target) for a batch of crops; the target is unsharp-masked when configured."""
         generator = self._generator_for(self.step, 1)
-        lq, hq = self.degrade.make_pair(
-            hq, generator, sharpen=self.recipe.degradation.sharpen_target
-        )
+        config = self.recipe.degradation
+        lq, hq = self.degrade.make_pair(hq, generator, sharpen=config.sharpen_target)
+        if config.clean_probability > 0:
+            clean = torch.rand(lq.shape[0], generator=generator, device=generator.device)
+            clean = clean.to(lq.device) < config.clean_probability
+            lq = torch.where(clean[:, None, None, None], self.clean_degrade(hq, generator), lq)
         if self.pool is not None:
             lq, hq = self.pool(lq, hq, generator=generator)
         return lq.contiguous(), hq.contiguous()
@@ -530,11 +537,12 @@ class Trainer:
                 )
                 loss = loss + loss_config.pyramid * pyramid
                 logs["pyramid"] = pyramid.item()
-            if self.lpips is not None:
+            perceptual_on = gan_phase or loss_config.perceptual_in_warmup
+            if self.lpips is not None and perceptual_on:
                 perceptual = self.lpips(hq_fake, hq).mean()
                 loss = loss + loss_config.lpips * perceptual
                 logs["lpips"] = perceptual.item()
-            if self.clip is not None:
+            if self.clip is not None and perceptual_on:
                 clip = self.clip(hq_fake, captions)
                 loss = loss + loss_config.clip * clip
                 logs["clip"] = clip.item()
@@ -626,7 +634,11 @@ class Trainer:
                 (tmp / "recipe.toml").write_text(self.recipe.dumps())
 
             checkpoints.write_atomically(final, write)
-            checkpoints.prune_checkpoints(self.run_dir, self.recipe.train.keep_checkpoints)
+            # The end of the reconstruction warm-up is a release of its own (the PSNR model).
+            warmup_end = checkpoints.checkpoint_dir(self.run_dir, self.recipe.train.warmup_steps)
+            checkpoints.prune_checkpoints(
+                self.run_dir, self.recipe.train.keep_checkpoints, protect=[warmup_end]
+            )
             self._write_text_cache()
         self.accelerator.wait_for_everyone()
         return final
