@@ -329,6 +329,21 @@ class Upscaler:
 
     # ------------------------------------------------------------------ upscale
 
+    def attach(
+        self,
+        pipeline: Any,
+        *,
+        upscale_device: str | torch.device | None = None,
+        upscale_dtype: str | torch.dtype | None = None,
+    ) -> Any:
+        """Wrap a diffusers pipeline so that calling it returns this upscaler's larger images
+        (an :class:`upsampler.integrations.diffusers.UpscaledPipeline`; see docs/diffusers.md)."""
+        from upsampler.integrations.diffusers import UpscaledPipeline
+
+        return UpscaledPipeline(
+            pipeline, self, upscale_device=upscale_device, upscale_dtype=upscale_dtype
+        )
+
     def upscale(
         self,
         images: ImageInput | Sequence[ImageInput],
