@@ -109,6 +109,10 @@ class TrainConfig:
     steps: int = 1000
     #: reconstruction-only steps before the GAN phase (Real-ESRGAN trains RealESRNet first)
     warmup_steps: int = 0
+    #: start the generator (and its EMA) from trained weights instead of a random
+    #: initialisation: a built-in model name, a save_pretrained folder or a run checkpoint;
+    #: e.g. a GAN fine-tune of a PSNR model, as Real-ESRGAN starts from RealESRNet
+    init_from: str = ""
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_accumulation: int = 1

@@ -120,6 +120,8 @@ class Trainer:
         torch.manual_seed(recipe.train.seed)  # weight initialisation, identical on every rank
         self.generator = build_generator(recipe).to(self.device)
         self.discriminator = build_discriminator(recipe, self.generator).to(self.device)
+        if recipe.train.init_from:
+            self._init_generator(recipe.train.init_from)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         if recipe.data.crop_size % (recipe.scale * self.generator.size_multiple):
             raise RecipeError(
@@ -180,6 +182,26 @@ class Trainer:
             span = max(1, self.recipe.train.steps - optim.lr_warmup_steps)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - optim.lr_warmup_steps) / span)))
         return 1.0
+
+    def _init_generator(self, source: str) -> None:
+        """Load ``train.init_from`` (built-in name, save_pretrained folder or checkpoint) into the generator."""
+        from upsampler.inference.registry import BUILTIN_MODELS, builtin_path
+
+        path = builtin_path(source) if source in BUILTIN_MODELS else Path(source)
+        if (path / "generator_ema" / "config.json").is_file():  # a checkpoint of a run
+            path = path / "generator_ema"
+        if not (path / "config.json").is_file():
+            raise RecipeError(
+                f"train.init_from: {source} is neither a built-in model, a save_pretrained folder "
+                "(config.json + safetensors) nor a checkpoint folder of a run"
+            )
+        loaded = GigaGANUpsampler.from_pretrained(path)
+        try:
+            self.generator.load_state_dict(loaded.state_dict())
+        except RuntimeError as error:
+            raise RecipeError(
+                f"train.init_from: the weights in {path} do not fit this recipe's [model]: {error}"
+            ) from error
 
     def _build_degradation(self) -> DegradationPipeline:
         config = self.recipe.degradation
