@@ -69,6 +69,10 @@ def _register() -> None:
 
     app.command("eval")(eval_command)
 
+    from upsampler_cli.convert import app as convert_app
+
+    app.add_typer(convert_app, name="convert")
+
 
 _register()
 

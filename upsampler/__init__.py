@@ -3,11 +3,13 @@
 __version__ = "0.1.0"
 
 from upsampler.inference.upscaler import Upscaler
+from upsampler.models.aurasr import AuraSRUpsampler
 from upsampler.models.discriminator import GigaGANDiscriminator
 from upsampler.models.generator import GigaGANUpsampler, UpsamplerOutput
 from upsampler.text.base import TextEmbeddings
 
 __all__ = [
+    "AuraSRUpsampler",
     "GigaGANDiscriminator",
     "GigaGANUpsampler",
     "TextEmbeddings",

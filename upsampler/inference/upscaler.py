@@ -1,5 +1,10 @@
 """The Upscaler: a GigaGAN upsampler run tile by tile over images of any size.
 
+It runs :class:`GigaGANUpsampler` and AuraSR's generator (:class:`AuraSRUpsampler`, loaded from
+our folders or from AuraSR's own ``config.json`` + ``model.safetensors``), through the contract
+both keep: ``scale``, ``size_multiple``, ``text_conditioning``, ``activation_elements(tile)``,
+``styles(1, ...)`` and ``forward(lq, text, ws=...).hq``.
+
     from upsampler import Upscaler
 
     upscaler = Upscaler.from_pretrained("/path/to/model")           # or Upscaler(model)
@@ -17,6 +22,7 @@ The library never prints: pass ``progress=`` to hear about tiles.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,6 +41,8 @@ from torch import nn
 from upsampler.inference.registry import BUILTIN_MODELS, ModelUnavailableError, builtin_path
 from upsampler.inference.tiling import plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
+from upsampler.models.aurasr import AuraSRUpsampler
+from upsampler.models.aurasr_checkpoint import is_aurasr_folder, load_aurasr
 from upsampler.models.generator import GigaGANUpsampler
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
@@ -57,6 +65,12 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor
+UpsamplerModel = GigaGANUpsampler | AuraSRUpsampler
+# config.json "_class_name" (written by save_pretrained) -> the class that loads the folder.
+MODEL_CLASSES: dict[str, type[UpsamplerModel]] = {
+    "GigaGANUpsampler": GigaGANUpsampler,
+    "AuraSRUpsampler": AuraSRUpsampler,
+}
 
 
 @dataclass(frozen=True)
@@ -117,17 +131,22 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return dtype
 
 
-def load_upsampler(name_or_path: str | os.PathLike) -> GigaGANUpsampler:
-    """A built-in model name, a local ``save_pretrained`` folder, or a Hub id (online only).
+def load_upsampler(name_or_path: str | os.PathLike) -> UpsamplerModel:
+    """A built-in model name, a local ``save_pretrained`` folder, an AuraSR folder (its
+    ``config.json`` + ``model.safetensors``, or that weights file; converted in memory), or a
+    Hub id (online only).
 
     Raises:
         ModelUnavailableError: built-in name without shipped weights, missing folder, or a Hub
             id that cannot be downloaded (offline). Never falls back to random weights.
+        FileNotFoundError, ValueError: an AuraSR folder with a missing or malformed file.
     """
     name = str(name_or_path)
     if name in BUILTIN_MODELS:
         return GigaGANUpsampler.from_pretrained(builtin_path(name), use_safetensors=True)
     path = Path(name).expanduser()
+    if path.exists() and is_aurasr_folder(path):
+        return load_aurasr(path)
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelUnavailableError(
@@ -139,7 +158,7 @@ def load_upsampler(name_or_path: str | os.PathLike) -> GigaGANUpsampler:
                 f"{path} has a config.json but no .safetensors weights; models load only from "
                 "safetensors"
             )
-        return GigaGANUpsampler.from_pretrained(path, use_safetensors=True)
+        return _model_class(path).from_pretrained(path, use_safetensors=True)
     if not _HUB_ID.match(name) or name.startswith((".", "~")):
         raise ModelUnavailableError(
             f"no model folder {name!r}, and it is neither a built-in name "
@@ -159,6 +178,21 @@ def load_upsampler(name_or_path: str | os.PathLike) -> GigaGANUpsampler:
         ) from error
 
 
+def _model_class(folder: Path) -> type[UpsamplerModel]:
+    """The class named by a save_pretrained folder's config.json."""
+    try:
+        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ModelUnavailableError(
+            f"{folder}/config.json is not a readable config: {error}"
+        ) from error
+    if name not in MODEL_CLASSES:
+        raise ModelUnavailableError(
+            f"{folder} holds a {name!r}, not an upsampler ({', '.join(MODEL_CLASSES)})"
+        )
+    return MODEL_CLASSES[name]
+
+
 def _hub_offline() -> bool:
     """HF_HUB_OFFLINE set, or the Hub's host unreachable (one quick probe, not five retries)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -172,10 +206,11 @@ def _hub_offline() -> bool:
 
 
 class Upscaler:
-    """Tiled, memory-bounded inference with a GigaGAN upsampler.
+    """Tiled, memory-bounded inference with a GigaGAN (or AuraSR) upsampler.
 
     Args:
-        model: the generator; it is moved to ``device`` and ``dtype`` in place and set to eval.
+        model: the generator (:class:`GigaGANUpsampler` or :class:`AuraSRUpsampler`); it is
+            moved to ``device`` and ``dtype`` in place and set to eval.
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
         dtype: "auto" (bf16/fp16 on GPUs, fp32 on the CPU), "fp32", "fp16", "bf16" or a
             torch dtype. The whole model runs in it; fp16 on the CPU is an error.
@@ -187,7 +222,7 @@ class Upscaler:
 
     def __init__(
         self,
-        model: GigaGANUpsampler,
+        model: UpsamplerModel,
         *,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
@@ -220,10 +255,11 @@ class Upscaler:
         channels_last: bool = False,
         compile: bool = False,
     ) -> Upscaler:
-        """Load a built-in model name, a ``save_pretrained`` folder, or a Hub id (online only).
+        """Load a built-in model name, a ``save_pretrained`` folder, an AuraSR folder
+        (``config.json`` + ``model.safetensors``, see docs/aurasr.md), or a Hub id (online only).
 
         Raises:
-            ModelUnavailableError: see :func:`load_upsampler`.
+            ModelUnavailableError, FileNotFoundError, ValueError: see :func:`load_upsampler`.
         """
         return cls(
             load_upsampler(name_or_path),
@@ -256,24 +292,10 @@ class Upscaler:
 
     def estimate_tile_bytes(self, tile: int, batch_size: int = 1) -> int:
         """A rough upper bound of the device memory one forward of ``batch_size`` tiles takes."""
-        model, element = self.model, torch.finfo(self.dtype).bits // 8
-        levels = model.num_levels
-        peak = 0
-        for index, channels in enumerate(model.decoder_channels):
-            side = tile * 2.0 ** (index - (levels - 1))
-            skip = channels if 0 < index < levels else 0
-            # input + skip, two conv outputs, their activations and the residual sum
-            peak = max(peak, (channels + skip + 4 * channels) * side * side)
-        skips = sum(
-            channels * (tile / 2**level) ** 2
-            for level, channels in enumerate(model.config.encoder_channels)
-        )
-        attention = sum(
-            model.config.attention_heads * (tile / 2**level) ** 4
-            for level in model.config.attention_levels
-        )
+        element = torch.finfo(self.dtype).bits // 8
         output = 3 * (tile * self.scale) ** 2 * 3  # hq, bicubic base, fp32 copy
-        return int(1.5 * batch_size * element * (peak + skips + attention + output))
+        activations = self.model.activation_elements(tile)
+        return int(1.5 * batch_size * element * (activations + output))
 
     def available_bytes(self) -> int:
         """Memory the tiles may use: 60% of free GPU memory, or 25% of available RAM."""
@@ -483,14 +505,13 @@ class Upscaler:
         return text.to("cpu")
 
     def _styles(
-        self, text: TextEmbeddings | None, seed: int, truncation_psi: float
+        self, text: TextEmbeddings | None, generator: torch.Generator, truncation_psi: float
     ) -> torch.Tensor:
         """ws: (1, num_styles, style_dim): the one z of this image, shared by all its tiles."""
         text_global = None
         if text is not None:
             text = text.to(self.device, self.dtype)
             _, text_global = self.model.text_transformer(text.tokens, text.pooled, text.mask)
-        generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
         return self.model.styles(
             1, text_global=text_global, generator=generator, truncation_psi=truncation_psi
         )
@@ -508,7 +529,15 @@ class Upscaler:
         on_tiles: Callable[[int, int], None],
     ) -> torch.Tensor:
         """One model pass over (1, 3, H, W) on the CPU -> (1, 3, scale*H, scale*W) float32 CPU."""
-        ws = self._styles(text, seed, truncation_psi)
+        generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
+        ws = self._styles(text, generator, truncation_psi)
+        noise_std = self.model.config.get("input_noise_std", 0.0)
+        if noise_std:
+            # AuraSR perturbs its input with Gaussian noise (a training augmentation its
+            # reference keeps at inference). Drawn once for the whole image, after z, from the
+            # image's seed: overlapping tiles see the same pixels, and the seed fixes the output.
+            noise = torch.randn(lq.shape, generator=generator)
+            lq = (lq + noise_std * noise).clamp(0.0, 1.0)
         device_text = None if text is None else text.to(self.device, self.dtype)
         if tile is None:
             tile = self.auto_tile(

@@ -326,6 +326,25 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
             sizes.append((int(height * factor), int(width * factor)))
         return sizes
 
+    def activation_elements(self, tile: int) -> float:
+        """A rough upper bound of the activation elements one ``tile x tile`` forward holds at
+        once (per sample): the widest decoder block, the encoder skips, the attention maps."""
+        peak = 0.0
+        for index, channels in enumerate(self.decoder_channels):
+            side = tile * 2.0 ** (index - (self.num_levels - 1))
+            skip = channels if 0 < index < self.num_levels else 0
+            # input + skip, two conv outputs, their activations and the residual sum
+            peak = max(peak, (channels + skip + 4 * channels) * side * side)
+        skips = sum(
+            channels * (tile / 2**level) ** 2
+            for level, channels in enumerate(self.config.encoder_channels)
+        )
+        attention = sum(
+            self.config.attention_heads * (tile / 2**level) ** 4
+            for level in self.config.attention_levels
+        )
+        return peak + skips + attention
+
     # ------------------------------------------------------------------ styles
 
     def sample_z(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
