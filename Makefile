@@ -36,8 +36,7 @@ format: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/upsampler --version
-	$(BIN)/upsampler presets
-	@echo "No trained weights ship yet: the built-in models arrive with their own release."
+	$(BIN)/upsampler upscale examples/images -o outputs --model nano-4x
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/presets.py

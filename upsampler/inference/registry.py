@@ -5,8 +5,8 @@ A built-in model is a folder ``upsampler/weights/<name>/`` written by
 as package data so the name works offline. The table below is explicit on purpose: reading it
 tells you every name and what it is, with no import-time scanning.
 
-No trained weights are released yet: every name is registered, none has its folder, and asking
-for one raises :class:`ModelUnavailableError` saying so and how to load a local folder instead.
+A name registered here whose folder is missing (a release not trained yet) raises
+:class:`ModelUnavailableError` saying so and how to load a local folder instead.
 """
 
 from __future__ import annotations

@@ -1,0 +1,115 @@
+"""A figure of sample crops: LQ | bicubic | each model | HQ, one row per image.
+
+    python scripts/sample_figure.py data/val -o docs/images/nano-4x-samples.png \
+        --image endless-sky_city7_0.png --image lomiri_seeding_by_Clements_Engelhardt_0.png \
+        --model nano-4x-psnr --model nano-4x --degradation realesrgan
+
+Inputs are made exactly as `upsampler eval` makes them (same preset, same per-image seed), so
+the crops shown are crops of the images scored in the README's table. Each panel is ``--crop``
+output pixels square, taken from the centre of the image (or at ``--at X,Y``); the LQ panel is
+the input enlarged with nearest-neighbour interpolation so its pixels stay visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from upsampler.degradations import DegradationPipeline
+from upsampler.evaluation.evaluate import (
+    degradation_seed,
+    interpolation_method,
+    list_images,
+    load_hq,
+    upscaler_method,
+)
+
+LABEL_HEIGHT = 16
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    array = (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array)
+
+
+def labelled(panel: Image.Image, label: str) -> Image.Image:
+    canvas = Image.new("RGB", (panel.width, panel.height + LABEL_HEIGHT), "white")
+    canvas.paste(panel, (0, LABEL_HEIGHT))
+    ImageDraw.Draw(canvas).text((3, 2), label, fill="black")
+    return canvas
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="folder of held-out photos (as for upsampler eval)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--image", action="append", default=[], help="file name (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="model name or folder")
+    parser.add_argument("--degradation", default="realesrgan")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crop", type=int, default=128, help="panel side in output pixels")
+    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("give at least one --model")
+
+    paths = list_images(args.data)
+    if args.image:
+        by_name = {path.name: path for path in paths}
+        missing = [name for name in args.image if name not in by_name]
+        if missing:
+            parser.error(f"not in {args.data}: {', '.join(missing)}")
+        paths = [by_name[name] for name in args.image]
+
+    pipeline = DegradationPipeline.from_preset(args.degradation, scale=args.scale)
+    methods = [interpolation_method("bicubic", args.scale)] + [
+        upscaler_method(model, scale=args.scale, seed=args.seed, device="cpu")
+        for model in args.model
+    ]
+    crop, scale = args.crop, args.scale
+    rows = []
+    for path in paths:
+        hq = load_hq(path, scale)
+        relative = path.relative_to(args.data).as_posix()
+        generator = torch.Generator().manual_seed(degradation_seed(args.seed, relative))
+        lq = pipeline(hq, generator=generator)
+        # A centre crop on the LQ grid, so every panel shows the same scene pixels.
+        top = (hq.shape[-2] - crop) // 2 // scale * scale
+        left = (hq.shape[-1] - crop) // 2 // scale * scale
+        window = (slice(top, top + crop), slice(left, left + crop))
+        lq_window = (
+            slice(top // scale, (top + crop) // scale),
+            slice(left // scale, (left + crop) // scale),
+        )
+        panels = [
+            labelled(
+                to_image(lq[..., lq_window[0], lq_window[1]]).resize((crop, crop), Image.NEAREST),
+                f"LQ ({args.degradation})",
+            )
+        ]
+        for method in methods:
+            output = method.upscale(lq).cpu()
+            panels.append(labelled(to_image(output[..., window[0], window[1]]), method.name))
+        panels.append(labelled(to_image(hq[..., window[0], window[1]]), "HQ"))
+        row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
+        for index, panel in enumerate(panels):
+            row.paste(panel, (index * panel.width, 0))
+        rows.append(row)
+
+    figure = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    for index, row in enumerate(rows):
+        figure.paste(row, (0, index * row.height))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    figure.save(tmp, format="PNG", optimize=True)
+    tmp.replace(args.output)
+    print(f"wrote {args.output} ({figure.width}x{figure.height}, {len(rows)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
