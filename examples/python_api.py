@@ -1,10 +1,11 @@
 """The plain Python API in one screen: load an upsampler, upscale PIL images, NumPy arrays and
 tensors, go to 8x, follow progress, steer a text-conditioned model, save and reload.
 
+    python examples/python_api.py --model nano-4x             # the built-in model (offline)
     python examples/python_api.py --model models/my-4x        # a GigaGANUpsampler folder
-    python examples/python_api.py --random-weights            # offline: a random `nano` model
+    python examples/python_api.py --random-weights            # a random `nano` model
 
-``--random-weights`` shows the API end to end without trained weights: the shapes, kinds and
+``--random-weights`` shows the API with a model of random weights: the shapes, kinds and
 timings are real, the added detail is noise. Outputs go to ``outputs/python_api/``.
 """
 
