@@ -6,7 +6,7 @@
 
 Inputs are made exactly as `upsampler eval` makes them (same preset, same per-image seed), so
 the crops shown are crops of the images scored in the README's table. Each panel is ``--crop``
-output pixels square, taken from the centre of the image (or at ``--at X,Y``); the LQ panel is
+output pixels square, taken from the centre of the image; the LQ panel is
 the input enlarged with nearest-neighbour interpolation so its pixels stay visible.
 """
 
