@@ -1,8 +1,12 @@
 """A figure of sample crops: LQ | bicubic | each model | HQ, one row per image.
 
     python scripts/sample_figure.py data/val -o docs/images/nano-4x-samples.png \
-        --image endless-sky_city7_0.png --image lomiri_seeding_by_Clements_Engelhardt_0.png \
+        --image endless-sky_city11_0.png --image endless-sky_mfield1_0.png \
+        --image endless-sky_snow0_0.png --image endless-sky_sea1_0.png \
         --model nano-4x-psnr --model nano-4x --degradation realesrgan
+
+(the README's figure; ``--degradation bicubic -o docs/images/nano-4x-samples-bicubic.png`` makes
+its clean-input companion).
 
 Inputs are made exactly as `upsampler eval` makes them (same preset, same per-image seed), so
 the crops shown are crops of the images scored in the README's table. Each panel is ``--crop``
