@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from upsampler import GigaGANUpsampler, Upscaler
-from upsampler.training.checkpoints import export_release, list_checkpoints
+from upsampler.training.checkpoints import checkpoint_dir, export_release, list_checkpoints
 from upsampler.training.recipe import RecipeError, load_recipe, recipe_from_dict
 from upsampler.training.trainer import Trainer, TrainingDivergedError
 from upsampler_cli.app import app
@@ -330,6 +330,19 @@ def test_shipped_recipes_are_valid():
         assert recipe.data.crop_size % recipe.scale == 0
         text = path.read_text()
         assert "Hardware:" in text and "Time:" in text, f"{path.name} must say what it expects"
+
+
+def test_nano_4x_psnr_recipe_continues_the_nano_4x_warmup():
+    """Both built-in models start from the same warm-up: nano-4x-psnr's recipe must name the
+    checkpoint that recipes/nano-4x.toml keeps at the end of its warm-up."""
+    recipes = Path(__file__).parents[1] / "recipes"
+    nano = load_recipe(recipes / "nano-4x.toml")
+    psnr = load_recipe(recipes / "nano-4x-psnr.toml")
+    warmup_end = checkpoint_dir(nano.train.output_dir, nano.train.warmup_steps)
+    assert Path(psnr.train.init_from) == warmup_end
+    assert psnr.model == nano.model
+    assert psnr.train.warmup_steps == psnr.train.steps  # reconstruction only
+    assert psnr.degradation.preset == "bicubic" and psnr.loss.lpips == 0
 
 
 def test_text_conditioned_training_with_an_embedding_cache(photos, tmp_path):

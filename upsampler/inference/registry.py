@@ -51,7 +51,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             preset="nano",
             scale=4,
             text_conditioning=False,
-            description="the same network trained for fidelity only (no GAN loss): no invented detail",
+            description="the same network trained for fidelity on clean inputs (L1 only): no invented detail",
         ),
     )
 }
