@@ -32,7 +32,13 @@ def eval_command(
         "-d",
         help=f"Degradation preset: {', '.join(DegradationPipeline.preset_names())}.",
     ),
-    scale: int = typer.Option(4, "--scale", "-s", help="Upscaling factor."),
+    scale: int = typer.Option(
+        4,
+        "--scale",
+        "-s",
+        help="Upscaling factor. A model of another factor runs as `upscale --scale` runs it "
+        "(8 with a 4x model: two passes, then a 2x reduction), and its row says so.",
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Seed of the degradations and of the models' z (same seed, same numbers)."
     ),

@@ -25,6 +25,7 @@ from upsampler.evaluation import (
     load_hq,
     psnr,
     ssim,
+    upscaler_method,
 )
 from upsampler.losses.lpips_weights import default_weights_dir, missing_weight_files
 from upsampler_cli.app import app
@@ -156,10 +157,25 @@ def test_degraded_inputs_are_seeded(real_weights, data_dir):
     assert run(1) != first
 
 
-def test_scale_mismatch_and_bad_options_fail_clearly(data_dir, model_dir):
-    result = runner.invoke(app, ["eval", str(data_dir), "--model", str(model_dir), "--scale", "8"])
-    assert result.exit_code == 2
-    assert "is 4x, but --scale is 8" in result.output
+def test_a_4x_model_is_scored_at_8x_as_upscale_runs_it(real_weights, data_dir, model_dir):
+    """--scale 8 with a 4x model: two passes and a 2x reduction, exactly Upscaler(outscale=8)."""
+    from upsampler import Upscaler
+
+    method = upscaler_method(model_dir, scale=8, seed=0, device="cpu")
+    assert method.name == "tiny-4x (2 passes, resized)"
+    report = evaluate(data_dir, [method], degradation="bicubic", scale=8, seed=0, limit=1)
+    hq = load_hq(data_dir / "photo0.png", 8)
+    generator = torch.Generator().manual_seed(degradation_seed(0, "photo0.png"))
+    lq = DegradationPipeline.from_preset("bicubic", scale=8)(hq, generator=generator)
+    expected = Upscaler.from_pretrained(model_dir, device="cpu").upscale(lq, seed=0, outscale=8)
+    assert expected.shape == hq.shape
+    expected = (expected.clamp(0, 1) * 255).round() / 255
+    score = report.methods[0].images[0]
+    assert score.image == "photo0.png"
+    assert score.psnr == pytest.approx(psnr(expected, hq, crop_border=8).item(), abs=1e-4)
+
+
+def test_bad_options_fail_clearly(data_dir):
     result = runner.invoke(app, ["eval", str(data_dir), "--degradation", "jpeg-only"])
     assert result.exit_code == 2
     assert "unknown degradation 'jpeg-only'" in result.output

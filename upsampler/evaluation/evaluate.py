@@ -106,21 +106,26 @@ def upscaler_method(
 ) -> SRMethod:
     """A GigaGAN upsampler through :class:`upsampler.Upscaler` (built-in name or folder).
 
-    ``seed`` is the z seed of every image. ``ValueError`` when the model's scale is not
-    ``scale``; ``ModelUnavailableError`` when it cannot be loaded.
+    ``seed`` is the z seed of every image. A ``scale`` other than the model's is reached as
+    ``upsampler upscale --scale`` reaches it: the model runs as many times as needed, then an
+    antialiased bicubic resize gives the exact size (8x from a 4x model: two passes, then a
+    2x reduction); the method's name then says so, e.g. ``nano-4x (2 passes, resized)``.
+    ``ModelUnavailableError`` when the model cannot be loaded.
     """
     from upsampler.inference.upscaler import Upscaler
 
     upscaler = Upscaler.from_pretrained(name_or_path, device=device)
-    if upscaler.scale != scale:
-        raise ValueError(f"model {name_or_path} is {upscaler.scale}x, but --scale is {scale}")
+    outscale = None if scale == upscaler.scale else scale
 
     def upscale(lq: torch.Tensor) -> torch.Tensor:
-        return upscaler.upscale(lq, seed=seed)
+        return upscaler.upscale(lq, seed=seed, outscale=outscale)
 
     if name is None:
         path = Path(name_or_path).expanduser()
         name = path.name if path.exists() else str(name_or_path)
+        if outscale is not None:
+            passes = upscaler.passes(outscale)
+            name += f" ({passes} pass{'es' if passes > 1 else ''}, resized)"
     return SRMethod(name=name, upscale=upscale)
 
 

@@ -419,7 +419,7 @@ class Upscaler:
             jobs.extend(item_jobs)
             rebuilders.append((len(item_jobs), rebuild))
         text = self._text_embeddings(prompt, len(jobs))
-        passes = self._passes(outscale)
+        passes = self.passes(outscale)
         factor = outscale if outscale is not None else self.scale
         if batch_size is None:
             batch_size = 1 if self.device.type == "cpu" else 4
@@ -478,7 +478,8 @@ class Upscaler:
             start += count
         return outputs[0] if single else outputs
 
-    def _passes(self, outscale: float | None) -> int:
+    def passes(self, outscale: float | None) -> int:
+        """How many times :meth:`upscale` runs the model to reach ``outscale`` (default: scale)."""
         if outscale is None:
             return 1
         if not outscale > 0 or not math.isfinite(outscale):
