@@ -165,6 +165,35 @@ def test_decompression_bomb_limit_is_configurable(tmp_path):
     assert read_image(tmp_path / "big.png", max_pixels=10_000).height == 100
 
 
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height and whose pixel data is missing: a bomb shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def test_max_pixels_above_pillows_own_limit_takes_effect(tmp_path):
+    # 200M pixels: past twice Pillow's default MAX_IMAGE_PIXELS, where Pillow refuses in open().
+    path = tmp_path / "huge.png"
+    _png_header_only(path, 20_000, 10_000)
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageTooLargeError, match=r"raise max_pixels \(--max-pixels\)") as raised:
+        read_image(path)
+    assert "PIL.Image" not in str(raised.value)  # no advice a CLI user cannot follow
+    # Allowed by max_pixels: Pillow opens it, and decoding reports the missing pixel data.
+    with pytest.raises(ImageReadError) as raised:
+        read_image(path, max_pixels=250_000_000)
+    assert not isinstance(raised.value, ImageTooLargeError)
+    assert "corrupt or truncated" in str(raised.value)
+    assert Image.MAX_IMAGE_PIXELS == before  # Pillow's global is left as it was
+
+
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError])
 def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch, interruption):
     target = tmp_path / "out.png"

@@ -39,6 +39,7 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -184,7 +185,8 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
             # Our own max_pixels check replaces Pillow's decompression-bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
-                image = Image.open(path)
+                with _pillow_pixel_limit(max_pixels):  # Pillow checks the size in open()
+                    image = Image.open(path)
             except UnidentifiedImageError:
                 if head[:4] in _TIFF_MAGIC:  # e.g. 16-bit grey + alpha, which Pillow cannot open
                     return _read_tiff16(path, max_pixels)
@@ -193,10 +195,10 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
                 return _decode(image, path, head, max_pixels)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as error:
+    except Image.DecompressionBombError as error:  # only past twice max_pixels: see below
         raise ImageTooLargeError(
-            f"{path}: over Pillow's own decompression-bomb limit ({error}); raise "
-            "PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels to read it"
+            f"{path}: over the limit of {max_pixels:,} pixels (decompression-bomb guard: "
+            f"{error}); raise max_pixels (--max-pixels) to allow it"
         ) from error
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not an image (or a format Pillow cannot read)") from error
@@ -204,6 +206,29 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise ImageReadError(f"{path}: not enough memory to decode it") from error
     except Exception as error:  # every decoder failure of a bad file: truncated, corrupt, ...
         raise ImageReadError(f"{path}: corrupt or truncated image ({error})") from error
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow's own bomb guard follow ``max_pixels`` while one file is opened.
+
+    Pillow refuses images over twice its global ``Image.MAX_IMAGE_PIXELS`` (about 179M pixels
+    by default) before our own check can see them, so a larger ``max_pixels`` would have no
+    effect. The global is raised to ``max_pixels`` (never lowered) for the duration, under a
+    lock, and restored, so that reading an image changes nothing for other Pillow users
+    (Pillow checks sizes when it opens a file, not when it decodes one).
+    """
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        if previous is not None and max_pixels > previous:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
