@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from upsampler.degradations import DegradationPipeline
+from upsampler_cli.reporting import exit_on_failures
 
 
 def eval_command(
@@ -142,8 +143,6 @@ def eval_command(
         f"{report.crop_border} px border cropped; device {resolved}"
     )
     typer.echo(format_table(report, markdown=markdown))
-    for image, reason in report.skipped:
-        typer.secho(f"skipped {image}: {reason}", fg=typer.colors.YELLOW, err=True)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         # Atomic: a temporary file beside the target, then a rename.
@@ -154,3 +153,7 @@ def eval_command(
         os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read
         os.replace(temporary, json_path)
         typer.echo(f"wrote {json_path}")
+    # Scores over fewer images than asked for are not what was asked: exit 1, as upscale does.
+    exit_on_failures(
+        [(image, f"skipped, not scored: {reason}") for image, reason in report.skipped]
+    )

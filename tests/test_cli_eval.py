@@ -103,12 +103,14 @@ def test_eval_prints_all_metrics_and_writes_json(real_weights, data_dir, model_d
         ["eval", str(data_dir), "--model", str(model_dir), "--degradation", "bicubic",
          "--scale", "4", "--seed", "0", "--json", str(out), "--device", "cpu"],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    # One broken image was skipped: the scores are printed and written, and the exit code says so.
+    assert result.exit_code == 1, result.output
     print(result.output)
     header = next(line for line in result.output.splitlines() if line.startswith("method"))
     for column in ("PSNR-Y (dB)", "SSIM-Y", "LPIPS-alex", "s/image"):
         assert column in header
-    assert "3 images" in result.output and "skipped sub/broken.png" in result.output
+    assert "3 images" in result.output and "1 input(s) failed" in result.output
+    assert "sub/broken.png: skipped, not scored" in result.output
     rows = _table(result.output)
     assert sorted(rows) == ["bicubic", "lanczos", "tiny-4x"]
     for name, (row_psnr, row_ssim, row_lpips, seconds) in rows.items():
