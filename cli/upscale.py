@@ -4,15 +4,19 @@
     upsampler upscale a.jpg b.png -o out/ --scale 8 --format png
 
 Outputs are written atomically, so an existing output is always complete: without
-``--overwrite`` it is skipped, and re-running an interrupted job resumes it. Bad inputs are
-reported in the closing summary and the exit code is 1 when any input failed (2 for usage
-errors such as an unknown model).
+``--overwrite`` it is skipped, and re-running an interrupted job resumes it. Each output is
+claimed before it is made (:mod:`upsampler.io.claims`), so concurrent runs and the processes of
+``accelerate launch`` / ``torchrun`` (:mod:`upsampler_cli.workers`) share a folder without doing
+a file twice. Bad inputs are reported in the closing summary and the exit code is 1 when any
+input failed or the run was interrupted (2 for usage errors such as an unknown model).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn
@@ -199,91 +203,290 @@ def upscale(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Upscale images 4x/8x with a GigaGAN upsampler, tile by tile, resuming where a run stopped."""
-    from tqdm.auto import tqdm
+    """Upscale images 4x/8x with a GigaGAN upsampler, tile by tile, resuming where a run stopped.
 
-    from upsampler.inference.upscaler import Upscaler
-    from upsampler.io.images import read_image, write_image
+    Outputs that exist are skipped (--overwrite redoes them), so running the same command
+    again after an interruption resumes it. Several runs, or the processes of
+    `accelerate launch -m upsampler_cli.app upscale ...` / `torchrun`, can share one output
+    folder: each file is claimed by one process and made once. Exit status: 0 when every
+    input was upscaled or skipped, 1 when any failed or the run was interrupted (Ctrl-C), 2 for
+    usage errors (unknown model, unwritable output folder, ...).
+    """
+    from upsampler_cli.workers import Workers
 
     if os.sep in suffix or (os.altsep and os.altsep in suffix) or ".." in suffix:
         _usage_error(f"--suffix must not contain path separators or '..', got {suffix!r}")
     if output.exists() and not output.is_dir():
         _usage_error(f"--output {output} exists and is not a folder")
+    _refuse_input_in_output(inputs, output)
 
     found, failed = _collect(inputs, output, recursive)
     jobs, unplannable = _plan(found, output, format, suffix)
     failed += unplannable
     if not jobs and not failed:
         _usage_error("no images found in the inputs")
-    skipped = [job for job in jobs if job.target.exists() and not overwrite]
+    _check_writable(output)
+    workers = Workers.from_environment(device)
+    started = time.time()
     todo = [job for job in jobs if overwrite or not job.target.exists()]
+    skipped = len(jobs) - len(todo)
 
     upscaler = None
     if todo:
-        try:
-            upscaler = Upscaler.from_pretrained(model, device=device, dtype=dtype)
-        except Exception as error:  # missing weights, bad device or dtype: nothing can run
-            _usage_error(str(error))
-        if upscaler.text_conditioning:
-            if text_encoder is None:
-                _usage_error(
-                    f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME"
-                )
-            upscaler.text_encoder = _text_encoder(text_encoder, text_weights)
-        elif prompt is not None:
-            _usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
-        if tile is not None and tile % upscaler.size_multiple:
-            _usage_error(f"--tile must be a multiple of {upscaler.size_multiple}, got {tile}")
-        if tile is not None and tile_overlap is not None and tile_overlap > tile // 2:
+        upscaler = _load_upscaler(
+            model, workers.device, dtype, text_encoder, text_weights, prompt, tile, tile_overlap
+        )
+
+    show = progress and workers.is_main
+    run = _Run(
+        todo=todo,
+        upscaler=upscaler,
+        workers=workers,
+        started=started,
+        overwrite=overwrite,
+        options=dict(
+            seed=seed,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            outscale=scale,
+            prompt=prompt,
+            max_pixels=max_pixels,
+            quality=quality,
+        ),
+        show_progress=show,
+    )
+    try:
+        run.work()
+    except KeyboardInterrupt:
+        run.close_bars()
+        if workers.is_main:
+            _report_interrupt(run, skipped, failed, output)
+        raise typer.Exit(1) from None
+    run.close_bars()
+
+    # Every process reports to the main one; the summary and the exit code cover them all.
+    # (Inputs missing or unplannable, and outputs that existed before, are the same list in
+    # every process: counted once.)
+    results = workers.gather((run.done, run.failed))
+    done = sum(r[0] for r in results)
+    failed += [failure for r in results for failure in r[1]]
+    if not workers.is_main:
+        raise typer.Exit(1 if failed else 0)
+    others = f", made by another run {run.taken}" if workers.world_size == 1 and run.taken else ""
+    typer.echo(f"done {done}, skipped {skipped}, failed {len(failed)}{others}; outputs in {output}")
+    if workers.world_size > 1:
+        shares = ", ".join(f"{rank}: {r[0]}" for rank, r in enumerate(results))
+        typer.echo(f"done by process (rank: images): {shares}")
+    if skipped:
+        typer.echo(f"skipped {skipped} whose output exists (--overwrite redoes them)")
+    exit_on_failures(failed)
+
+
+def _refuse_input_in_output(inputs: list[Path], output: Path) -> None:
+    """An input folder that is the output folder, or inside it, would give no images: outputs
+    are never read back as inputs. Say so rather than "no images found"."""
+    out_dir = output.resolve()
+    for item in inputs:
+        if item.is_dir() and _inside(item.resolve(), out_dir):
+            where = "is" if item.resolve() == out_dir else "is inside"
             _usage_error(
-                f"--tile-overlap must be at most half the tile ({tile // 2}), got {tile_overlap}"
+                f"input folder {item} {where} the output folder {output}: outputs must go to a "
+                f"folder of their own (e.g. -o {item.resolve().name}_upscaled), which may lie "
+                "inside the input folder"
             )
 
-    done = 0
-    bar = tqdm(todo, desc="images", unit="image", disable=not progress, dynamic_ncols=True)
-    for job in bar:
-        bar.set_postfix_str(job.source.name, refresh=False)
-        tile_bar = None
 
-        def on_progress(event) -> None:
-            nonlocal tile_bar
-            if event.tiles < TILE_BAR_THRESHOLD or not progress:
-                return
-            if tile_bar is None or tile_bar.total != event.tiles:
-                if tile_bar is not None:
-                    tile_bar.close()
-                pass_note = (
-                    f" pass {event.pass_index + 1}/{event.passes}" if event.passes > 1 else ""
-                )
-                tile_bar = tqdm(
-                    total=event.tiles, desc=f"tiles{pass_note}", unit="tile", leave=False
-                )
-            tile_bar.update(event.tiles_done - tile_bar.n)
+def _check_writable(output: Path) -> None:
+    """Create the output folder and write a probe file there, before any model is loaded."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=output, prefix=".upsampler-probe-")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        _usage_error(f"cannot write to the output folder {output}: {error.strerror or error}")
 
+
+def _load_upscaler(
+    model: str,
+    device: str,
+    dtype: str,
+    text_encoder: str | None,
+    text_weights: str | None,
+    prompt: str | None,
+    tile: int | None,
+    tile_overlap: int | None,
+):
+    from upsampler.inference.upscaler import Upscaler
+
+    try:
+        upscaler = Upscaler.from_pretrained(model, device=device, dtype=dtype)
+    except Exception as error:  # missing weights, bad device or dtype: nothing can run
+        _usage_error(str(error))
+    if upscaler.text_conditioning:
+        if text_encoder is None:
+            _usage_error(f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME")
+        upscaler.text_encoder = _text_encoder(text_encoder, text_weights)
+    elif prompt is not None:
+        _usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
+    if tile is not None and tile % upscaler.size_multiple:
+        _usage_error(f"--tile must be a multiple of {upscaler.size_multiple}, got {tile}")
+    if tile is not None and tile_overlap is not None and tile_overlap > tile // 2:
+        _usage_error(
+            f"--tile-overlap must be at most half the tile ({tile // 2}), got {tile_overlap}"
+        )
+    return upscaler
+
+
+@dataclass
+class _Run:
+    """The loop over the files of one process, and its counts (read after an interruption too)."""
+
+    todo: list[_Job]
+    upscaler: object
+    workers: object
+    started: float
+    overwrite: bool
+    options: dict
+    show_progress: bool
+    done: int = 0
+    taken: int = 0  # made, or being made, by another process when this one came to it
+    failed: list = field(default_factory=list)
+    settled: int = 0  # done + failed by this process
+    current: Path | None = None
+    _bar: object = None
+    _tile_bar: object = None
+
+    def work(self) -> None:
+        from tqdm.auto import tqdm
+
+        from upsampler.io.claims import leftover_parts, remove_parts, try_claim
+
+        self._bar = tqdm(
+            total=len(self.todo),
+            desc="images",
+            unit="image",
+            disable=not self.show_progress,
+            dynamic_ncols=True,
+        )
+        parts = leftover_parts({job.target.parent for job in self.todo})
+        for index in self.workers.order(len(self.todo)):
+            job = self.todo[index]
+            try:
+                claim = try_claim(job.target)
+            except OSError as error:  # e.g. a read-only subfolder: every process would fail
+                if self.workers.failed_elsewhere(str(job.target)):
+                    self.taken += 1
+                else:
+                    self.workers.mark_failed(str(job.target))
+                    reason = f"cannot write {job.target}: {error.strerror or error}"
+                    self._settle(job, failure=reason)
+                continue
+            if claim is None:  # another process is making it right now
+                self.taken += 1
+                continue
+            with claim:
+                # Claimed: no live process writes this output, so its temporary files are
+                # leftovers of a killed run.
+                remove_parts(parts.pop(job.target, []))
+                key = str(job.target)
+                # Made by another process since listed, or failed in another process of this
+                # job (which reports it): nothing to do here.
+                if self._made_meanwhile(job.target) or self.workers.failed_elsewhere(key):
+                    self.taken += 1
+                    continue
+                self.current = job.source
+                failure = self._upscale_one(job)
+                self.current = None
+                if failure is not None:
+                    self.workers.mark_failed(key)
+                self._settle(job, failure=failure)
+
+    def _made_meanwhile(self, target: Path) -> bool:
+        """The output exists now: made by another process or run after this one listed it."""
         try:
-            data = read_image(job.source, max_pixels=max_pixels)
-            text = _caption(job.source, prompt) if upscaler.text_conditioning else None
-            pixels = upscaler.upscale(
+            modified = target.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return not self.overwrite or modified >= self.started
+
+    def _settle(self, job: _Job, *, failure: str | None = None) -> None:
+        if failure is not None:
+            self.failed.append((job.source, failure))
+        self.settled += 1
+        self.workers.add_finished()
+        if self._bar is not None:
+            self._bar.set_postfix_str(job.source.name, refresh=False)
+            self._bar.update(self.workers.finished(self.settled) - self._bar.n)
+
+    def _upscale_one(self, job: _Job) -> str | None:
+        """Upscale and write one file; the reason it failed, or None."""
+        from upsampler.io.images import read_image, write_image
+
+        options = self.options
+        try:
+            data = read_image(job.source, max_pixels=options["max_pixels"])
+            text = (
+                _caption(job.source, options["prompt"]) if self.upscaler.text_conditioning else None
+            )
+            pixels = self.upscaler.upscale(
                 data.pixels,
                 text,
-                seed=seed,
-                tile=tile,
-                tile_overlap=tile_overlap,
-                batch_size=batch_size,
-                outscale=scale,
-                progress=on_progress,
+                seed=options["seed"],
+                tile=options["tile"],
+                tile_overlap=options["tile_overlap"],
+                batch_size=options["batch_size"],
+                outscale=options["outscale"],
+                progress=self._on_tiles,
             )
-            write_image(job.target, data.with_pixels(pixels), format=job.format, quality=quality)
-            done += 1
-        except Exception as error:  # keep the folder going; every failure is reported below
+            write_image(
+                job.target, data.with_pixels(pixels), format=job.format, quality=options["quality"]
+            )
+            self.done += 1
+            return None
+        except Exception as error:  # keep the folder going; every failure is reported at the end
             reason = str(error) or type(error).__name__
-            failed.append((job.source, reason.removeprefix(f"{job.source}: ")))
+            return reason.removeprefix(f"{job.source}: ")
         finally:
-            if tile_bar is not None:
-                tile_bar.close()
-    bar.close()
+            if self._tile_bar is not None:
+                self._tile_bar.close()
+                self._tile_bar = None
 
-    typer.echo(f"done {done}, skipped {len(skipped)}, failed {len(failed)}; outputs in {output}")
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} whose output exists (--overwrite redoes them)")
-    exit_on_failures(failed)
+    def _on_tiles(self, event) -> None:
+        from tqdm.auto import tqdm
+
+        if event.tiles < TILE_BAR_THRESHOLD or not self.show_progress:
+            return
+        if self._tile_bar is None or self._tile_bar.total != event.tiles:
+            if self._tile_bar is not None:
+                self._tile_bar.close()
+            note = f" pass {event.pass_index + 1}/{event.passes}" if event.passes > 1 else ""
+            self._tile_bar = tqdm(total=event.tiles, desc=f"tiles{note}", unit="tile", leave=False)
+        self._tile_bar.update(event.tiles_done - self._tile_bar.n)
+
+    def close_bars(self) -> None:
+        for bar in (self._tile_bar, self._bar):
+            if bar is not None:
+                bar.close()
+        self._tile_bar = self._bar = None
+
+
+def _report_interrupt(run: _Run, skipped: int, failed: list, output: Path) -> None:
+    """What an interrupted run did, what it did not, and how to go on."""
+    failed = failed + run.failed
+    left = len(run.todo) - run.settled - run.taken
+    typer.secho("interrupted", fg=typer.colors.RED, err=True)
+    if run.workers.world_size > 1:
+        finished = run.workers.finished(run.settled)
+        typer.echo(f"all processes: {finished} of {len(run.todo)} file(s) finished", err=True)
+    typer.echo(
+        f"done {run.done}, skipped {skipped}, failed {len(failed)}, "
+        f"not done {left}; outputs in {output}",
+        err=True,
+    )
+    if run.current is not None:
+        typer.echo(f"{run.current} was in progress: nothing of it was written", err=True)
+    for source, reason in failed:
+        typer.echo(f"  failed {source}: {reason}", err=True)
+    typer.echo("run the same command again to resume: finished outputs are skipped", err=True)
