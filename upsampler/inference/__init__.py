@@ -4,6 +4,7 @@ from upsampler.inference.registry import (
     BUILTIN_MODELS,
     BuiltinModel,
     ModelUnavailableError,
+    ModelWeightsError,
     builtin_names,
     builtin_path,
 )
@@ -20,6 +21,7 @@ from upsampler.inference.tiling import (
 from upsampler.inference.upscaler import (
     UpscaleProgress,
     Upscaler,
+    check_weights,
     load_upsampler,
     resolve_device,
     resolve_dtype,
@@ -30,6 +32,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "BuiltinModel",
     "ModelUnavailableError",
+    "ModelWeightsError",
     "TileBlender",
     "TilePlan",
     "UpscaleProgress",
@@ -38,6 +41,7 @@ __all__ = [
     "blend_weights",
     "builtin_names",
     "builtin_path",
+    "check_weights",
     "load_upsampler",
     "pad",
     "plan_tiles",

@@ -21,6 +21,12 @@ class ModelUnavailableError(RuntimeError):
     """The weights asked for are not on this machine (and were not, or could not be, downloaded)."""
 
 
+class ModelWeightsError(ModelUnavailableError):
+    """A model folder's weights cannot be used: an unreadable (truncated, corrupt) safetensors
+    file, or tensors that are not the ones its config.json describes (missing, unexpected or of
+    another shape). Loading never fills the gaps with random values."""
+
+
 @dataclass(frozen=True)
 class BuiltinModel:
     """name: what users type; preset: the generator preset; description: one line for listings."""

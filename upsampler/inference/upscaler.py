@@ -35,10 +35,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME
 from PIL import Image
+from safetensors import safe_open
 from torch import nn
 
-from upsampler.inference.registry import BUILTIN_MODELS, ModelUnavailableError, builtin_path
+from upsampler.inference.registry import (
+    BUILTIN_MODELS,
+    ModelUnavailableError,
+    ModelWeightsError,
+    builtin_path,
+)
 from upsampler.inference.tiling import plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
 from upsampler.models.aurasr import AuraSRUpsampler
@@ -139,11 +146,15 @@ def load_upsampler(name_or_path: str | os.PathLike) -> UpsamplerModel:
     Raises:
         ModelUnavailableError: built-in name without shipped weights, missing folder, or a Hub
             id that cannot be downloaded (offline). Never falls back to random weights.
+        ModelWeightsError: a folder whose safetensors file is unreadable (truncated, corrupt)
+            or holds other tensors than its config.json describes (see :func:`check_weights`).
         FileNotFoundError, ValueError: an AuraSR folder with a missing or malformed file.
     """
     name = str(name_or_path)
     if name in BUILTIN_MODELS:
-        return GigaGANUpsampler.from_pretrained(builtin_path(name), use_safetensors=True)
+        path = builtin_path(name)
+        check_weights(path, GigaGANUpsampler)
+        return GigaGANUpsampler.from_pretrained(path, use_safetensors=True)
     path = Path(name).expanduser()
     if path.exists() and is_aurasr_folder(path):
         return load_aurasr(path)
@@ -158,7 +169,9 @@ def load_upsampler(name_or_path: str | os.PathLike) -> UpsamplerModel:
                 f"{path} has a config.json but no .safetensors weights; models load only from "
                 "safetensors"
             )
-        return _model_class(path).from_pretrained(path, use_safetensors=True)
+        model_class = _model_class(path)
+        check_weights(path, model_class)
+        return model_class.from_pretrained(path, use_safetensors=True)
     if not _HUB_ID.match(name) or name.startswith((".", "~")):
         raise ModelUnavailableError(
             f"no model folder {name!r}, and it is neither a built-in name "
@@ -191,6 +204,94 @@ def _model_class(folder: Path) -> type[UpsamplerModel]:
             f"{folder} holds a {name!r}, not an upsampler ({', '.join(MODEL_CLASSES)})"
         )
     return MODEL_CLASSES[name]
+
+
+def check_weights(folder: Path, model_class: type[UpsamplerModel]) -> None:
+    """Check that the safetensors of ``save_pretrained`` folder ``folder`` hold exactly the
+    tensors (names and shapes) that its config.json builds, reading only the files' headers.
+
+    Left to diffusers, missing tensors are filled with random values (with a log line, not an
+    error), shapes that differ give advice about ``ignore_mismatched_sizes``, and a truncated
+    file gives "Unable to load weights": none says what is wrong with which file.
+
+    Raises:
+        ModelWeightsError: no weights file of the name save_pretrained writes, an unreadable
+            file, a config.json this class cannot build, or tensors that do not match it.
+    """
+    files = _weight_files(folder)
+    found: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(file, framework="pt") as weights:
+                for key in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
+                    found[key] = tuple(weights.get_slice(key).get_shape())
+        except Exception as error:  # safetensors raises its own error type for corrupt files
+            raise ModelWeightsError(
+                f"{file} is not a readable safetensors file ({error}): it is truncated or "
+                "corrupt; copy it again, or write it again with save_pretrained or "
+                "`upsampler export`"
+            ) from error
+    try:
+        with torch.device("meta"):  # shapes only: nothing allocated
+            model = model_class.from_config(model_class.load_config(folder))
+    except Exception as error:
+        raise ModelWeightsError(
+            f"{folder / 'config.json'} does not describe a {model_class.__name__} that can be "
+            f"built: {error}"
+        ) from error
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    reshaped = sorted(
+        f"{key} {list(found[key])} (config.json: {list(expected[key])})"
+        for key in expected.keys() & found.keys()
+        if found[key] != expected[key]
+    )
+    if not (missing or unexpected or reshaped):
+        return
+    where = files[0] if len(files) == 1 else f"the {len(files)} shards in {folder}"
+    problems = "; ".join(
+        f"{label} {_first_few(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes", reshaped),
+        )
+        if keys
+    )
+    raise ModelWeightsError(
+        f"the weights in {where} do not match {folder / 'config.json'}: {problems}. The file is incomplete or was saved from another model; write the folder "
+        "again with save_pretrained or `upsampler export`"
+    )
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors file(s) from_pretrained reads in ``folder``: one file, or the shards its
+    index names."""
+    index = folder / SAFE_WEIGHTS_INDEX_NAME
+    if index.is_file():
+        try:
+            shards = sorted(
+                set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ModelWeightsError(f"{index} is not a readable shard index: {error}") from error
+        return [folder / shard for shard in shards]
+    single = folder / SAFETENSORS_WEIGHTS_NAME
+    if not single.is_file():
+        others = ", ".join(sorted(p.name for p in folder.glob("*.safetensors"))) or "none"
+        raise ModelWeightsError(
+            f"{folder} has no {SAFETENSORS_WEIGHTS_NAME}, the weights file save_pretrained "
+            f"writes (other .safetensors files: {others}); rename the file if it holds this "
+            "model's weights"
+        )
+    return [single]
+
+
+def _first_few(names: Sequence[str], count: int = 3) -> str:
+    """'a, b, c (and 12 more)'."""
+    more = f" (and {len(names) - count} more)" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
 
 
 def _hub_offline() -> bool:

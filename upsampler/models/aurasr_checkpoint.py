@@ -252,7 +252,8 @@ def load_aurasr(path: str | os.PathLike) -> AuraSRUpsampler:
         state_dict = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise AuraSRFormatError(
-            f"{weights_path} is not a readable safetensors file: {error}"
+            f"{weights_path} is not a readable safetensors file ({error}): it is truncated or "
+            "corrupt; download it again"
         ) from error
     try:
         # Build without allocating (the real tensors are assigned), then check every name and shape.
@@ -262,23 +263,29 @@ def load_aurasr(path: str | os.PathLike) -> AuraSRUpsampler:
         raise AuraSRFormatError(f"{config_path}: {error}") from error
     converted = convert_aurasr_state_dict(state_dict)
     expected = model.state_dict()
+    # Keys the file has are named as in the file; missing ones can only be named as ours.
+    original = {convert_aurasr_key(key): key for key in state_dict}
     missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
+    unexpected = sorted(original[k] for k in set(converted) - set(expected))
     wrong = sorted(
-        k for k in set(expected) & set(converted) if converted[k].shape != expected[k].shape
+        f"{original[k]} {list(converted[k].shape)} (config.json: {list(expected[k].shape)})"
+        for k in set(expected) & set(converted)
+        if converted[k].shape != expected[k].shape
     )
     if missing or unexpected or wrong:
         details = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
+            f"{label} {', '.join(keys[:3])}"
+            + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
             for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape", wrong),
+                ("missing keys (as converted)", missing),
+                ("unexpected keys", unexpected),
+                ("wrong shapes", wrong),
             )
             if keys
         )
         raise AuraSRFormatError(
-            f"{weights_path} does not match the architecture in {config_path}: {details}"
+            f"{weights_path} does not match the architecture in {config_path}: {details}. The file is incomplete, or the config.json beside it is another "
+            "model's; download both files again from the same release"
         )
     model.load_state_dict(converted, strict=True, assign=True)
     return model.eval()
