@@ -19,6 +19,7 @@ from upsampler.inference.tiling import (
     tiled_apply,
 )
 from upsampler.inference.upscaler import (
+    NonFiniteOutputError,
     UpscaleProgress,
     Upscaler,
     check_weights,
@@ -33,6 +34,7 @@ __all__ = [
     "BuiltinModel",
     "ModelUnavailableError",
     "ModelWeightsError",
+    "NonFiniteOutputError",
     "TileBlender",
     "TilePlan",
     "UpscaleProgress",

@@ -3,7 +3,9 @@
 It runs :class:`GigaGANUpsampler` and AuraSR's generator (:class:`AuraSRUpsampler`, loaded from
 our folders or from AuraSR's own ``config.json`` + ``model.safetensors``), through the contract
 both keep: ``scale``, ``size_multiple``, ``text_conditioning``, ``activation_elements(tile)``,
-``styles(1, ...)`` and ``forward(lq, text, ws=...).hq``.
+``styles(1, ...)``, ``forward(lq, text, ws=..., add_input=False).hq`` and
+``interpolated_input(lq, size)`` (GigaGAN's bicubic residual, which the engine adds in float32
+whatever the model's dtype; None for AuraSR).
 
     from upsampler import Upscaler
 
@@ -15,19 +17,22 @@ Every image gets one z (from ``seed``), shared by all of its tiles, so its style
 from tile to tile; the same seed gives the same output whatever the tile batch size. The image
 stays on the CPU: only batches of tiles move to the device, and their outputs come straight
 back to be blended (:mod:`upsampler.inference.tiling`). A CUDA out-of-memory error halves the
-tile batch, then the tile, and tries again.
+tile batch, then the tile, and tries again. A tile batch with NaN/Inf in its output is run
+again in float32 when the model runs in bf16/fp16, and raises :class:`NonFiniteOutputError`
+if it is still not finite: a broken model never writes a black image.
 
 The library never prints: pass ``progress=`` to hear about tiles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,7 @@ from upsampler.inference.registry import (
     ModelWeightsError,
     builtin_path,
 )
-from upsampler.inference.tiling import plan_tiles, tiled_apply
+from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
 from upsampler.models.aurasr import AuraSRUpsampler
 from upsampler.models.aurasr_checkpoint import is_aurasr_folder, load_aurasr
@@ -78,6 +83,10 @@ MODEL_CLASSES: dict[str, type[UpsamplerModel]] = {
     "GigaGANUpsampler": GigaGANUpsampler,
     "AuraSRUpsampler": AuraSRUpsampler,
 }
+
+
+class NonFiniteOutputError(ValueError):
+    """The model's output held NaN or Inf values, even in float32: nothing was written for it."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +323,8 @@ class Upscaler:
             moved to ``device`` and ``dtype`` in place and set to eval.
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
         dtype: "auto" (bf16/fp16 on GPUs, fp32 on the CPU), "fp32", "fp16", "bf16" or a
-            torch dtype. The whole model runs in it; fp16 on the CPU is an error.
+            torch dtype. The network runs in it; the bicubic residual, the blending and the
+            output stay in fp32. fp16 on the CPU is an error.
         text_encoder: turns prompts into embeddings for a text-conditioned model; without one,
             pass :class:`TextEmbeddings` as ``prompt``.
         channels_last: run tiles in channels-last memory format (faster on some GPUs).
@@ -509,6 +519,10 @@ class Upscaler:
         Returns:
             The same kind as ``images`` (a list for a list); outputs are clamped to [0, 1];
             tensors come back on their own device and dtype.
+
+        Raises:
+            NonFiniteOutputError: the model's output held NaN/Inf even in float32 (its weights
+                are broken); nothing is returned for any of ``images``.
         """
         single = not isinstance(images, list | tuple)
         items = [images] if single else list(images)
@@ -607,12 +621,16 @@ class Upscaler:
         return text.to("cpu")
 
     def _styles(
-        self, text: TextEmbeddings | None, generator: torch.Generator, truncation_psi: float
+        self,
+        text: TextEmbeddings | None,
+        generator: torch.Generator,
+        truncation_psi: float,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
         """ws: (1, num_styles, style_dim): the one z of this image, shared by all its tiles."""
         text_global = None
         if text is not None:
-            text = text.to(self.device, self.dtype)
+            text = text.to(self.device, dtype)
             _, text_global = self.model.text_transformer(text.tokens, text.pooled, text.mask)
         return self.model.styles(
             1, text_global=text_global, generator=generator, truncation_psi=truncation_psi
@@ -630,9 +648,15 @@ class Upscaler:
         truncation_psi: float,
         on_tiles: Callable[[int, int], None],
     ) -> torch.Tensor:
-        """One model pass over (1, 3, H, W) on the CPU -> (1, 3, scale*H, scale*W) float32 CPU."""
+        """One model pass over (1, 3, H, W) on the CPU -> (1, 3, scale*H, scale*W) float32 CPU.
+
+        The network runs in ``dtype``; its interpolated-input residual (GigaGAN's bicubic base)
+        is added here in float32, from the float32 tile, so 16-bit inputs keep their precision
+        in bf16/fp16. A tile batch whose output is not finite is run again in float32; if it is
+        still not finite, :class:`NonFiniteOutputError`.
+        """
         generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
-        ws = self._styles(text, generator, truncation_psi)
+        ws = self._styles(text, generator, truncation_psi, self.dtype)
         noise_std = self.model.config.get("input_noise_std", 0.0)
         if noise_std:
             # AuraSR perturbs its input with Gaussian noise (a training augmentation its
@@ -640,21 +664,44 @@ class Upscaler:
             # image's seed: overlapping tiles see the same pixels, and the seed fixes the output.
             noise = torch.randn(lq.shape, generator=generator)
             lq = (lq + noise_std * noise).clamp(0.0, 1.0)
-        device_text = None if text is None else text.to(self.device, self.dtype)
+        device_text = None if text is None else text.to(self.device)  # the model casts it
+        ws_fp32 = None  # the styles made in float32, on the first retry
         if tile is None:
             tile = self.auto_tile(
                 lq.shape[-2], lq.shape[-1], batch_size=batch_size, overlap=overlap
             )
             overlap = min(overlap, tile // 2)
+        plan, tiles_done = None, 0
 
         def forward(tiles: torch.Tensor) -> torch.Tensor:
+            nonlocal ws_fp32, tiles_done
             count = tiles.shape[0]
-            lq_tiles = tiles.to(self.device, self.dtype, non_blocking=True)
-            if self.channels_last:
-                lq_tiles = lq_tiles.contiguous(memory_format=torch.channels_last)
+            lq_fp32 = tiles.to(self.device, non_blocking=True)
             tile_text = None if device_text is None else device_text.index([0] * count)
-            hq = self._forward(lq_tiles, tile_text, ws=ws.expand(count, -1, -1)).hq
-            return hq.float().cpu()
+            detail = self._network(self._forward, lq_fp32, tile_text, ws, self.dtype)
+            retried = False
+            if not torch.isfinite(detail).all() and self.dtype != torch.float32:
+                # Old GPUs without bf16 overflow in fp16; fp32 is the same model without the
+                # overflow. The retry costs one more forward of this batch only.
+                retried = True
+                with self._in_fp32():
+                    if ws_fp32 is None:
+                        # A fresh generator from the seed draws the same z first.
+                        ws_fp32 = self._styles(
+                            text,
+                            torch.Generator().manual_seed(seed),
+                            truncation_psi,
+                            torch.float32,
+                        )
+                    detail = self._network(self.model, lq_fp32, tile_text, ws_fp32, torch.float32)
+            finite = torch.isfinite(detail).flatten(1).all(dim=1)
+            if not finite.all():
+                first = tiles_done + int((~finite).nonzero()[0, 0])
+                raise self._non_finite_error(plan, first, retried=retried)
+            tiles_done += count
+            base = self.model.interpolated_input(lq_fp32, detail.shape[-2:])
+            hq = detail.float() if base is None else base + detail.float()
+            return hq.cpu()
 
         while True:
             plan = plan_tiles(
@@ -667,6 +714,7 @@ class Upscaler:
                 # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
                 min_side=min(2 * self.size_multiple, tile),
             )
+            tiles_done = 0
             try:
                 return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
             except (torch.OutOfMemoryError, RuntimeError) as error:
@@ -686,6 +734,71 @@ class Upscaler:
                         f"out of memory on {self.device} even with one {tile}px tile at a time; "
                         "use a smaller model, dtype or device"
                     ) from error
+
+    def _network(
+        self,
+        model: Callable[..., Any],
+        lq: torch.Tensor,
+        text: TextEmbeddings | None,
+        ws: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """The network's part of hq (without the interpolated input) for float32 tiles ``lq``
+        (N, 3, th, tw) on the device, run in ``dtype``: (N, 3, scale*th, scale*tw) in it."""
+        lq = lq.to(dtype)
+        if self.channels_last:
+            lq = lq.contiguous(memory_format=torch.channels_last)
+        return model(lq, text, ws=ws.expand(lq.shape[0], -1, -1), add_input=False).hq
+
+    @contextlib.contextmanager
+    def _in_fp32(self) -> Iterator[None]:
+        """The model cast to float32 in place for the duration, then back to ``dtype``.
+
+        No second copy of the weights is kept: the fp32 weights exist only while a batch is
+        retried, and the way back is exact (every bf16 or fp16 value is an fp32 value).
+        """
+        # Outside inference mode: parameters made inside it could never again take part in
+        # autograd (training the same model object later would fail).
+        with torch.inference_mode(False), torch.no_grad():
+            nn.Module.to(self.model, dtype=torch.float32)
+        try:
+            yield
+        finally:
+            with torch.inference_mode(False), torch.no_grad():
+                nn.Module.to(self.model, dtype=self.dtype)
+
+    def _non_finite_error(
+        self, plan: TilePlan, index: int, *, retried: bool
+    ) -> NonFiniteOutputError:
+        y, x = plan.origins()[index]
+        where = (
+            f"tile {index + 1} of {plan.num_tiles} (input rows {y}-{y + plan.tile_height - 1}, "
+            f"columns {x}-{x + plan.tile_width - 1})"
+        )
+        precision = (
+            f"even in fp32 (after {str(self.dtype).removeprefix('torch.')})"
+            if retried
+            else f"in {str(self.dtype).removeprefix('torch.')}"
+        )
+        broken = [
+            name
+            for name, tensor in self.model.state_dict().items()
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+        ]
+        if broken:
+            cause = (
+                f"its weights hold NaN/Inf values ({_first_few(broken)}), so the weights file "
+                "is corrupt or comes from a training run that diverged; export it again from a "
+                "good checkpoint, or use another model"
+            )
+        else:
+            cause = (
+                "its weights are finite but may still be corrupt (values far too large), or "
+                "this image is far from what it was trained on; try another model"
+            )
+        return NonFiniteOutputError(
+            f"the model produced NaN/Inf values for {where} {precision}: {cause}"
+        )
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -437,6 +437,10 @@ class AuraSRUpsampler(ModelMixin, ConfigMixin):
         attention = max(config.attn_heads * side**4 for side in sides)
         return peak + skips + attention
 
+    def interpolated_input(self, lq: torch.Tensor, size: tuple[int, int]) -> None:
+        """None: AuraSR has no bicubic residual, its output is the network's alone."""
+        return None
+
     # ------------------------------------------------------------------ styles
 
     def sample_z(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -485,6 +489,7 @@ class AuraSRUpsampler(ModelMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         ws: torch.Tensor | None = None,
         input_noise: torch.Tensor | None = None,
+        add_input: bool = True,
     ) -> UpsamplerOutput:
         """Upscale ``lq``: (B, 3, H, W) in [0, 1] -> ``hq``: (B, 3, scale*H, scale*W), unclamped.
 
@@ -497,6 +502,8 @@ class AuraSRUpsampler(ModelMixin, ConfigMixin):
             input_noise: (B, 3, H, W) standard normal noise; ``input_noise_std`` times it is
                 added to ``lq`` before clamping to [0, 1], as the reference does with noise it
                 draws itself. None adds nothing (the Upscaler adds it to the whole image).
+            add_input: no effect: AuraSR adds no interpolated input (see
+                :meth:`interpolated_input`); accepted for the Upscaler's contract.
         """
         if text is not None:
             raise ValueError("AuraSR is unconditional; text must be None")

@@ -421,6 +421,7 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
         mix_cutoff: int | None = None,
         ws: torch.Tensor | None = None,
         return_pyramid: bool = False,
+        add_input: bool = True,
     ) -> UpsamplerOutput:
         """Upscale ``lq``: (B, 3, H, W) in [0, 1] -> ``hq``: (B, 3, scale*H, scale*W).
 
@@ -433,6 +434,9 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
             ws: precomputed per-layer styles (B, num_styles, style_dim), e.g. one image's
                 styles shared by all its tiles; overrides z and truncation.
             return_pyramid: also return the decoder's RGB image at every level.
+            add_input: False leaves the interpolated input (``residual_input``) out of every
+                level, so the caller can add :meth:`interpolated_input` itself in float32: in
+                bf16 the sum would round the output to 8 bits (the Upscaler does this).
         """
         self._check_input(lq)
         batch = lq.shape[0]
@@ -502,20 +506,21 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
                 else F.interpolate(rgb, scale_factor=2.0, mode="bilinear") + residual
             )
             if return_pyramid or index == len(self.decoder_blocks) - 1:
-                pyramid.append(self._with_input(rgb, lq))
+                base = self.interpolated_input(lq, rgb.shape[-2:]) if add_input else None
+                pyramid.append(rgb if base is None else base + rgb)
 
         hq = pyramid[-1]
         return UpsamplerOutput(hq=hq, pyramid=pyramid if return_pyramid else None)
 
-    def _with_input(self, rgb: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        """Add the interpolated input at ``rgb``'s resolution when ``residual_input`` is on."""
+    def interpolated_input(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+        """What the model adds to its output at ``size`` when ``residual_input`` is on (None
+        when off): ``lq`` resized to ``size``, bicubic upward, area downward, in ``lq``'s dtype.
+        """
         if not self.config.residual_input:
-            return rgb
-        size = rgb.shape[-2:]
-        if size == lq.shape[-2:]:
-            base = lq
-        elif size[0] < lq.shape[-2]:
-            base = F.interpolate(lq, size=size, mode="area")
-        else:
-            base = F.interpolate(lq, size=size, mode="bicubic", align_corners=False)
-        return base + rgb
+            return None
+        size = tuple(size)
+        if size == tuple(lq.shape[-2:]):
+            return lq
+        if size[0] < lq.shape[-2]:
+            return F.interpolate(lq, size=size, mode="area")
+        return F.interpolate(lq, size=size, mode="bicubic", align_corners=False)
