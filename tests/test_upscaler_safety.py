@@ -1,5 +1,5 @@
-"""Nothing lost, nothing silently wrong: NaN/Inf outputs, 16-bit precision in bf16, and model
-folders whose weights do not match their config."""
+"""Nothing lost, nothing silently wrong: NaN/Inf outputs, 16-bit precision in bf16, alpha
+fringes, and model folders whose weights do not match their config."""
 
 from __future__ import annotations
 
@@ -168,6 +168,44 @@ def test_fp32_output_is_the_models_own_output():
     torch.testing.assert_close(
         detail + model.interpolated_input(lq, (128, 192)), model(lq, ws=ws).hq
     )
+
+
+# ---------------------------------------------------------------------- alpha
+
+
+def disc_on_transparent(hidden: tuple[float, float, float], size: int = 32) -> np.ndarray:
+    """(size, size, 4) float32: an opaque red disc; outside it alpha 0 over ``hidden``."""
+    y, x = np.mgrid[0:size, 0:size]
+    inside = (y - size / 2 + 0.5) ** 2 + (x - size / 2 + 0.5) ** 2 < (size / 3) ** 2
+    rgba = np.zeros((size, size, 4), dtype=np.float32)
+    rgba[..., :3] = np.where(inside[..., None], (1.0, 0.0, 0.0), hidden)
+    rgba[..., 3] = inside
+    return rgba
+
+
+def test_colour_under_transparent_pixels_does_not_bleed_into_visible_ones():
+    # Before premultiplying: visible edge pixels differed by up to 1.0 between the two hidden
+    # colours, and the bicubic model's faint edge pixels were up to 0.9999 green.
+    upscaler = Upscaler(tiny_generator(), device="cpu")
+    green = upscaler.upscale(disc_on_transparent((0.0, 1.0, 0.0)))
+    blue = upscaler.upscale(disc_on_transparent((0.0, 0.0, 1.0)))
+    visible = green[..., 3] > 0
+    assert visible.sum() > 1000 and np.array_equal(green[..., 3], blue[..., 3])
+    assert np.abs(green[visible] - blue[visible]).max() < 1e-6
+    assert (green[~visible, :3] == 0).all()  # transparent pixels come back transparent black
+
+    bicubic = Upscaler(bicubic_generator(), device="cpu").upscale(
+        disc_on_transparent((0.0, 1.0, 0.0))
+    )
+    assert bicubic[bicubic[..., 3] > 0, 1].max() == 0.0  # no green at all where it shows
+    assert bicubic[bicubic[..., 3] > 0.01, 0].min() > 0.99  # the disc stays pure red
+
+
+def test_opaque_alpha_changes_nothing():
+    upscaler = Upscaler(tiny_generator(), device="cpu")
+    rgb = smooth_image(16, 20)[0].permute(1, 2, 0).numpy()
+    rgba = np.concatenate([rgb, np.ones_like(rgb[..., :1])], axis=-1)
+    np.testing.assert_allclose(upscaler.upscale(rgba)[..., :3], upscaler.upscale(rgb), atol=1e-6)
 
 
 # ---------------------------------------------------------------------- model loading

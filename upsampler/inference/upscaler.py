@@ -74,6 +74,9 @@ PREFERRED_TILE = {"cpu": 96, "cuda": 512, "mps": 256}
 TILE_CANDIDATES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)
 DEFAULT_OVERLAP = 16
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
+# Alpha below this counts as fully transparent when colour is un-premultiplied (a quarter of
+# 8-bit alpha's smallest step).
+MIN_ALPHA = 1 / 1024
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor
@@ -497,7 +500,10 @@ class Upscaler:
                 (H, W) or (H, W, C), C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA, uint8, uint16
                 or float in [0, 1]; float tensors (3, H, W) or (B, 3, H, W) in [0, 1]. Alpha is
                 upscaled with bicubic interpolation, not the model (the model would invent
-                texture in masks); greyscale runs through the model as RGB and returns as luma.
+                texture in masks); the colour goes through the model premultiplied by alpha, so
+                what hides under transparent pixels cannot bleed into visible ones (where the
+                output is transparent its colour is 0); greyscale runs through the model as RGB
+                and returns as luma.
             prompt: for text-conditioned models: one prompt for all, one per image, or
                 precomputed TextEmbeddings (1 or one per image); None means the empty prompt.
                 Must be None for unconditional models.
@@ -559,7 +565,10 @@ class Upscaler:
                         f"outscale {factor} turns {tuple(rgb.shape[-2:])} into nothing"
                     )
                 image_text = None if text is None else text.index([index if len(text) > 1 else 0])
-                hq = rgb
+                # Premultiplied: the colour under transparent pixels (often arbitrary, e.g. a
+                # matte left by the editor) must not reach the model, which would spread it
+                # into the visible edge as a fringe.
+                hq = rgb if alpha is None else rgb * alpha
                 for pass_index in range(passes):
 
                     def report(
@@ -585,6 +594,7 @@ class Upscaler:
                 hq = hq.clamp(0.0, 1.0)
                 if alpha is not None:
                     alpha = _resize(alpha, out_size).clamp(0.0, 1.0)
+                    hq = _unpremultiply(hq, alpha)
                 results.append((hq, alpha))
 
         outputs, start = [], 0
@@ -806,6 +816,18 @@ def _is_out_of_memory(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     return "out of memory" in message or "can't allocate memory" in message
+
+
+def _unpremultiply(premultiplied: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Straight colour from premultiplied colour (B, 3, H, W) and alpha (B, 1, H, W), in [0, 1].
+
+    Where alpha is below :data:`MIN_ALPHA` the pixel is transparent and its colour 0 (dividing
+    there would only amplify noise). Elsewhere the quotient is clamped to [0, 1]: the model's
+    detail and bicubic overshoot are not bounded by alpha. Any error in the colour is divided by
+    alpha, and multiplied by it again when the image is composited, so what shows is unchanged.
+    """
+    colour = premultiplied / alpha.clamp(min=MIN_ALPHA)
+    return torch.where(alpha >= MIN_ALPHA, colour, 0.0).clamp(0.0, 1.0)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
