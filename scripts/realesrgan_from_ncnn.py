@@ -468,7 +468,7 @@ def _trunk_key(match: re.Match) -> str:
 
 def _psnr(a, b) -> float:
     mse = float(((a - b) ** 2).mean())
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
 def verify(path: Path, image_path: Path) -> dict[str, float | str]:
@@ -561,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output.expanduser()
     if output.suffix != ".safetensors":
         parser.error(f"--output must end in .safetensors, got {output.name}")
+    if args.verify and not args.verify.is_file():
+        parser.error(f"--verify: no image at {args.verify}")
     try:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
@@ -580,12 +582,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.verify:
             report = verify(output, args.verify)
+            spandrel = report["spandrel"]
+            if "spandrel_max_abs_diff" in report:
+                spandrel += f", max difference from RRDBNet {report['spandrel_max_abs_diff']:.2g}"
             print(
-                "verify: "
-                + ", ".join(
-                    f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                    for k, v in report.items()
-                )
+                f"verify on {args.verify} ({report['lq_size']} bicubic downscale, "
+                f"{report['seconds']:.1f} s): PSNR vs original {report['psnr_model_vs_hq']:.2f} "
+                f"dB (bicubic upscale {report['psnr_bicubic_vs_hq']:.2f} dB); spandrel: {spandrel}"
             )
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -155,6 +155,17 @@ def test_converted_weights_run_in_upsampler_rrdbnet_as_in_spandrel():
         torch.testing.assert_close(descriptor.model.eval()(lq), hq)
 
 
+def test_verify_rejects_weights_that_do_not_restore_the_photo(tmp_path):
+    """A tiny model with random weights stands for a wrong mapping: its output is noise."""
+    torch.set_num_threads(1)
+    state, _ = converter.convert(*ncnn_rrdbnet(num_blocks=1, features=8, growth=32)[:2])
+    output = tmp_path / "model.safetensors"
+    converter.save(state, output, {"model": "random"})
+    image = ROOT / "examples" / "images" / "lava-lake.png"
+    with pytest.raises(converter.ConversionError, match="dB below bicubic.*conversion is wrong"):
+        converter.verify(output, image)
+
+
 def _replace_line(param: str, old: str, new: str) -> str:
     assert old in param
     return param.replace(old, new, 1)
