@@ -8,7 +8,10 @@ starts, with the dotted name of the offending key.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import inspect
+import json
 import sys
 import types
 import typing
@@ -169,7 +172,33 @@ class Recipe:
         return tomli_w.dumps(self.to_dict())
 
 
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
+#: list item types as messages name them, with an example list of each
+_LIST_ITEMS = {
+    int: ("integers", [64, 128]),
+    float: ("numbers", [0.0, 0.99]),
+    str: ("strings", ["a", "b"]),
+    dict: ("tables", None),
+}
+
+
+def _describe(value: Any) -> str:
+    """``value`` as a message names it: "the string '64,128'", "the integer 2", "a table"."""
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, dict):
+        return "a table"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_type(value: Any, annotation: Any, where: str, example: Any = None) -> Any:
+    """``value`` checked against ``annotation`` (ints become floats where floats belong);
+    ``example`` is shown when a list is expected (default: a list of the item type)."""
     origin = typing.get_origin(annotation)
     if origin is Literal:
         if value not in typing.get_args(annotation):
@@ -183,34 +212,36 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
             except RecipeError:
                 continue
         raise RecipeError(f"{where} has the wrong type: {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise RecipeError(f"{where} must be a list, got {type(value).__name__} {value!r}")
-        (item,) = typing.get_args(annotation) or (Any,)
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+        (item, *_) = typing.get_args(annotation) or (Any,)
+        if not isinstance(value, list | tuple):
+            # A string is the usual slip: --set model.encoder_channels=64,128 or "2" in TOML.
+            items, default_example = _LIST_ITEMS.get(item, ("values", None))
+            example = list(example) if example else default_example
+            like = f" like {json.dumps(example)}" if example else ""
+            raise RecipeError(f"{where} must be a list of {items}{like}, got {_describe(value)}")
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is Any:
         return value
     if annotation is dict or origin is dict:
         if not isinstance(value, dict):
-            raise RecipeError(f"{where} must be a table, got {type(value).__name__} {value!r}")
+            raise RecipeError(f"{where} must be a table, got {_describe(value)}")
         return dict(value)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecipeError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+            raise RecipeError(f"{where} must be a number, got {_describe(value)}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+            raise RecipeError(f"{where} must be an integer, got {_describe(value)}")
         return value
     if annotation is bool:
         if not isinstance(value, bool):
-            raise RecipeError(
-                f"{where} must be true or false, got {type(value).__name__} {value!r}"
-            )
+            raise RecipeError(f"{where} must be true or false, got {_describe(value)}")
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise RecipeError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+            raise RecipeError(f"{where} must be a string, got {_describe(value)}")
         return value
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, where)
@@ -238,7 +269,45 @@ def _build(cls: type, values: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def check_arguments(function: Any, values: dict, table: str) -> dict:
+    """Check a table that goes straight into ``function`` (a model constructor) against its
+    signature, so an unknown key or a wrong type fails here, naming ``table.key``, instead of
+    somewhere inside the model (a string where a list belongs fails with "not all arguments
+    converted during string formatting" there)."""
+    parameters = inspect.signature(function).parameters
+    hints = typing.get_type_hints(function)
+    names = sorted(name for name in parameters if name != "self")
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise RecipeError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(f'{table}.{k}' for k in unknown)}; valid keys of [{table}]: {', '.join(names)}"
+        )
+    checked = {}
+    for name, value in values.items():
+        try:
+            default = parameters[name].default
+            example = default if isinstance(default, list | tuple) else None
+            checked[name] = _check_type(value, hints.get(name, Any), f"{table}.{name}", example)
+        except TypeError:  # an annotation the recipe checker does not know: the model checks it
+            checked[name] = value
+    return checked
+
+
+def _check_model_tables(recipe: Recipe) -> None:
+    # Imported here: the models pull in torch and diffusers, which a recipe alone does not need.
+    from upsampler.models.discriminator import GigaGANDiscriminator
+    from upsampler.models.generator import GigaGANUpsampler
+
+    model = dict(recipe.model)
+    if "preset" in model:
+        _check_type(model.pop("preset"), str, "model.preset")
+    check_arguments(GigaGANUpsampler.__init__, model, "model")
+    check_arguments(GigaGANDiscriminator.__init__, recipe.discriminator, "discriminator")
+
+
 def _validate(recipe: Recipe) -> Recipe:
+    _check_model_tables(recipe)
     data, train, loss = recipe.data, recipe.train, recipe.loss
     if recipe.scale not in (2, 4, 8):
         raise RecipeError(f"model.scale must be 2, 4 or 8, got {recipe.scale}")
