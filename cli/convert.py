@@ -24,7 +24,9 @@ app = typer.Typer(
     "aurasr",
     epilog="Only safetensors weights are read, never the pickled model.ckpt. Files are written "
     "to a hidden folder inside OUTPUT and renamed into place, config.json last, so an "
-    "interrupted run leaves no half-written model. Exit code 2: missing or malformed files.",
+    "interrupted run leaves no half-written model. OUTPUT must be new or empty unless "
+    "--overwrite, and may never be, be inside or contain the AuraSR folder. Exit code 2: "
+    "missing or malformed files, or a refused output folder.",
 )
 def aurasr(
     source: Path = typer.Argument(
@@ -36,13 +38,22 @@ def aurasr(
         ..., "--output", "-o", help="Folder to write (created; nothing is written outside it)."
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a model already in the output folder."
+        False,
+        "--overwrite",
+        help="Allow an output folder that is not empty: replace its config.json and "
+        "diffusion_pytorch_model.safetensors, keep every other file.",
     ),
 ) -> None:
     """Convert AuraSR weights (v1 or v2) into a model folder of ours, checking every tensor."""
     from upsampler.models.aurasr_checkpoint import convert_aurasr
+    from upsampler.training.checkpoints import check_output_folder
 
+    source_folder = source if source.is_dir() else source.parent
     try:
+        # The rule every command that writes a model folder follows (see upsampler export).
+        check_output_folder(
+            output, sources={"the AuraSR folder": source_folder}, overwrite=overwrite
+        )
         folder = convert_aurasr(source, output, overwrite=overwrite)
     except (OSError, ValueError) as error:  # missing/bad files, existing output
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

@@ -1,29 +1,109 @@
-"""Training checkpoints and releases.
+"""Run folders, training checkpoints and releases.
+
+A run folder ``RUN/`` holds ``run.json`` (the run's id, written when it starts), ``recipe.toml``,
+``metrics.jsonl`` (every record carries the run id), ``samples/`` and ``checkpoints/``. One
+folder holds one run: a fresh run refuses a folder that is not empty, so a new run can never
+mix its checkpoints with an older run's (and ``export`` then pick the older run's weights).
 
 A checkpoint is a folder ``RUN/checkpoints/step-00001000/`` holding ``generator/``,
 ``generator_ema/`` and ``discriminator/`` (each written by ``save_pretrained``),
-``trainer_state.pt`` (optimizers, schedulers, step, RNG states; read back with
+``trainer_state.pt`` (optimizers, schedulers, step, RNG states, run id; read back with
 ``weights_only=True``) and ``recipe.toml``. It is written into a temporary folder and renamed
-into place, so a crash never leaves a half-written checkpoint behind.
+into place, so a crash, a full disk or Ctrl-C never leaves a half-written checkpoint behind, and
+older checkpoints are pruned only once the new one is complete.
+
+Releases and checkpoints are written with ordinary file modes (``0o666 & ~umask`` for files,
+``0o777 & ~umask`` for folders), not the 0600 that safetensors gives its files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 
-from upsampler.models.generator import GigaGANUpsampler
-
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
+RUN_FILE = "run.json"
+
+
+class RunFolderError(FileExistsError):
+    """A fresh run pointed at a folder that already holds a run (or its files disagree)."""
+
+
+# ---------------------------------------------------------------------- run folders
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: ``20250101-120000-3f9a1c``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def read_run_id(run_dir: str | Path) -> str | None:
+    """The id in ``RUN/run.json``, or None for a folder without one (or runs older than it)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text())["run_id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunFolderError(f"{path} is not a run file of ours ({error}); move it away") from error
+
+
+def write_run_file(run_dir: str | Path, run_id: str) -> Path:
+    """Record ``run_id`` in ``RUN/run.json`` (kept as it is when it already names this run)."""
+    path = Path(run_dir) / RUN_FILE
+    if read_run_id(run_dir) == run_id:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_text(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def check_run_folder(run_dir: str | Path, *, resume: bool) -> None:
+    """Refuse to start a fresh run in a folder that is not empty, or to resume a folder that
+    holds no run.
+
+    Raises:
+        RunFolderError: a fresh run (``resume`` off) and ``run_dir`` holds files.
+        FileNotFoundError: ``resume`` on a folder with neither a checkpoint nor a run.json.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        if latest_checkpoint(run_dir) is None and read_run_id(run_dir) is None:
+            raise FileNotFoundError(
+                f"--resume: no run in {run_dir} (no checkpoints/step-* and no {RUN_FILE}); "
+                "start a fresh run there without --resume"
+            )
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"the run folder {run_dir} exists and is not a folder")
+    entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if entries:
+        latest = latest_checkpoint(run_dir)
+        held = f"its checkpoints up to {latest.name}" if latest else _names(entries)
+        raise RunFolderError(
+            f"the run folder {run_dir} is not empty (it holds {held}): continue that run with "
+            "--resume, or train into a new folder with -o NEW_FOLDER (train.output_dir)"
+        )
+
+
+# ---------------------------------------------------------------------- checkpoints
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -32,7 +112,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)]
-    return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -40,34 +120,50 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def write_atomically(final: Path, write) -> Path:
-    """Call ``write(tmp_folder)`` then rename the folder to ``final`` (replacing an old one)."""
+def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_folder)`` then rename the folder to ``final`` (replacing an old one).
+
+    On any failure (a full disk, Ctrl-C) the temporary folder is removed and an older ``final``
+    is left as it was.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         write(tmp)
+        set_file_modes(tmp)
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)
             os.replace(tmp, final)
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
     except BaseException:
+        if old.exists() and not final.exists():  # stopped between the two renames
+            os.replace(old, final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int, *, protect: Sequence[Path] = ()) -> None:
-    """Remove all but the ``keep`` newest checkpoints, never those in ``protect``."""
+def prune_checkpoints(run_dir: str | Path, keep: int, *, protect: list[Path] = ()) -> None:
+    """Remove all but the ``keep`` newest checkpoints, never those in ``protect``.
+
+    Each is renamed to a hidden name before it is deleted, so one interrupted half-way is never
+    taken for a complete checkpoint; leftovers of earlier interruptions are removed here too.
+    """
     protected = {Path(path).resolve() for path in protect}
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         if old.resolve() not in protected:
-            shutil.rmtree(old)
+            doomed = old.with_name(f".{old.name}.deleting")
+            os.replace(old, doomed)
+            shutil.rmtree(doomed)
+    folder = Path(run_dir) / "checkpoints"
+    for leftover in folder.glob(".step-*") if folder.is_dir() else ():
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def load_trainer_state(checkpoint: Path) -> dict:
@@ -87,20 +183,144 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return latest
 
 
-def export_release(source: str | Path, output_dir: str | Path, *, fp16: bool = False) -> Path:
+# ---------------------------------------------------------------------- model folders
+
+
+def check_output_folder(
+    output: str | Path, *, sources: Mapping[str, str | Path] | None = None, overwrite: bool = False
+) -> Path:
+    """Refuse a model folder destination that would destroy something.
+
+    Args:
+        output: the folder to write.
+        sources: what is read to write it, by what messages call it (``{"the run folder": run}``):
+            ``output`` may be none of them, nor inside one, nor contain one, even with
+            ``overwrite``.
+        overwrite: allow a folder that is not empty (only the files written are replaced).
+
+    Raises:
+        ValueError: ``output`` is, is inside or contains a source, or is a file.
+        FileExistsError: ``output`` is a folder that is not empty and ``overwrite`` is off.
+    """
+    output = Path(output).expanduser()
+    target = output.resolve()
+    resolved = [(label, Path(p).expanduser().resolve()) for label, p in (sources or {}).items()]
+    # Equal first, then inside, then containing: the message names the closest relation.
+    for label, source in resolved:
+        if target == source:
+            raise ValueError(f"output {output} is {label} itself; choose another folder")
+    for label, source in resolved:
+        if source in target.parents:
+            raise ValueError(
+                f"output {output} is inside {label} {source}; choose a folder outside it"
+            )
+    for label, source in resolved:
+        if target in source.parents:
+            raise ValueError(f"output {output} contains {label} {source}; choose another folder")
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} exists and is not a folder")
+    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    if entries and not overwrite:
+        raise FileExistsError(
+            f"{output} already holds {_names(entries)}; write to a new or empty folder, or pass "
+            "--overwrite to replace the model files there (config.json, *.safetensors; "
+            "other files are kept)"
+        )
+    return output
+
+
+def write_model_folder(output: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(staging)`` for a hidden folder inside ``output``, then move each file it
+    wrote into ``output``, ``config.json`` last.
+
+    Files of ``output`` with the same names are replaced; nothing else there is touched, and
+    nothing is written outside ``output``. Check the destination first with
+    :func:`check_output_folder`.
+    """
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    staging = output / f".write-{uuid.uuid4().hex[:8]}.part"
+    try:
+        staging.mkdir()
+        write(staging)
+        set_file_modes(staging)
+        written = sorted(staging.iterdir(), key=lambda p: (p.name == "config.json", p.name))
+        if folders := [p.name for p in written if p.is_dir()]:
+            raise ValueError(f"a model folder of files only was expected, got folders {folders}")
+        for file in written:
+            os.replace(file, output / file.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(output.iterdir()):
+            output.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return output
+
+
+def export_release(
+    source: str | Path, output_dir: str | Path, *, fp16: bool = False, overwrite: bool = False
+) -> Path:
     """Write a slim release: the EMA generator only, as a ``save_pretrained`` folder.
 
     ``source`` is a run folder (its latest checkpoint is used) or one checkpoint folder. With
     ``fp16`` the weights are stored in half precision (half the size; the Upscaler computes in
     the dtype it is asked for).
+
+    ``output_dir`` must be new or empty, unless ``overwrite``: then its ``config.json`` and
+    safetensors are replaced and its other files kept. It may never be, be inside or contain the
+    run or checkpoint folder.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``source``.
+        FileExistsError: ``output_dir`` is not empty and ``overwrite`` is off.
+        ValueError: ``output_dir`` overlaps the source, or is a file.
     """
+    from upsampler.models.generator import GigaGANUpsampler
+
     checkpoint = resolve_checkpoint(source)
+    sources = {"the checkpoint": checkpoint}
+    if checkpoint.parent.name == "checkpoints":  # inside a run: keep the whole run safe
+        sources = {"the run folder": checkpoint.parent.parent, **sources}
+    output = check_output_folder(output_dir, sources=sources, overwrite=overwrite)
     model = GigaGANUpsampler.from_pretrained(checkpoint / "generator_ema")
     if fp16:
         model = model.half()
-    output_dir = Path(output_dir)
+    return write_model_folder(output, model.save_pretrained)
 
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
 
-    return write_atomically(output_dir, write)
+# ---------------------------------------------------------------------- files
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def set_file_modes(folder: Path) -> None:
+    """Give ``folder`` and everything in it the modes a plain ``open``/``mkdir`` would:
+    ``0o666 & ~umask`` for files, ``0o777 & ~umask`` for folders (safetensors writes 0600)."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (a temporary file beside it, renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _names(entries: list[str], shown: int = 4) -> str:
+    more = f" and {len(entries) - shown} more" if len(entries) > shown else ""
+    return ", ".join(entries[:shown]) + more

@@ -15,16 +15,20 @@ same.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import SafetensorError
 
 from upsampler.data import ImageDataset, StepBatchSampler, collate
 from upsampler.degradations import DegradationPipeline, PairPool
@@ -50,6 +54,11 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; training stopped without overwriting good checkpoints."""
 
 
+class OutputWriteError(RuntimeError):
+    """A checkpoint, sample or log of the run could not be written (a full disk, permissions);
+    training stopped, and the last complete checkpoint is intact."""
+
+
 def build_generator(recipe: Recipe) -> GigaGANUpsampler:
     """The generator of ``[model]``: a preset (``preset = "nano"``) with overrides, or explicit arguments."""
     options = dict(recipe.model)
@@ -64,7 +73,7 @@ def build_generator(recipe: Recipe) -> GigaGANUpsampler:
             config.update(options)
             return GigaGANUpsampler(**config)
         return GigaGANUpsampler(**options)
-    except TypeError as error:  # an unknown key: say which table it came from
+    except (TypeError, ValueError) as error:  # say which table it came from
         raise RecipeError(f"[model]: {error}") from error
 
 
@@ -74,7 +83,7 @@ def build_discriminator(recipe: Recipe, generator: GigaGANUpsampler) -> GigaGAND
     options.setdefault("text_embed_dim", generator.config.text_embed_dim)
     try:
         return GigaGANDiscriminator(**options)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise RecipeError(f"[discriminator]: {error}") from error
 
 
@@ -88,8 +97,16 @@ class Trainer:
 
     Args:
         recipe: the validated recipe.
-        resume: continue from the latest checkpoint in ``train.output_dir`` (an error if none).
+        resume: continue the run in ``train.output_dir`` from its latest checkpoint (from step 0
+            when it stopped before its first one). Without it the folder must be new or empty
+            (:class:`~upsampler.training.checkpoints.RunFolderError` otherwise), so one folder
+            never mixes two runs.
         progress: called after every step with ``(step, logs)``; the CLI draws its bar from it.
+
+    Raises:
+        RunFolderError, FileNotFoundError: see :func:`~upsampler.training.checkpoints.check_run_folder`;
+            raised before any model is built.
+        RecipeError, DataError: a recipe that cannot be trained, or bad data.
     """
 
     def __init__(
@@ -106,7 +123,11 @@ class Trainer:
         self.world_size = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
 
-        # Data first: a bad data folder fails before any model is built.
+        # The run folder first, then the data: both fail before any model is built. The main
+        # process decides and tells the others, which may not even see the same disk.
+        self.run_id = self._start_run(resume)
+
+        # A bad data folder fails before any model is built.
         data = recipe.data
         self.dataset = ImageDataset(
             data.path,
@@ -183,8 +204,44 @@ class Trainer:
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - optim.lr_warmup_steps) / span)))
         return 1.0
 
+    def _start_run(self, resume: bool) -> str:
+        """Check the run folder (main process) and return the run's id, the same on every rank:
+        a new one, or for ``resume`` the one in ``run.json`` (or in the checkpoint, see _resume)."""
+        decision: tuple[Exception | None, str | None] = (None, None)
+        if self.is_main:
+            try:
+                checkpoints.check_run_folder(self.run_dir, resume=resume)
+                run_id = checkpoints.read_run_id(self.run_dir) if resume else None
+                decision = (None, run_id)
+            except (checkpoints.RunFolderError, FileNotFoundError) as error:
+                decision = (error, None)
+        if self.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+
+            decision = tuple(broadcast_object_list(list(decision)))
+        error, run_id = decision
+        if error is not None:
+            raise error
+        self._run_id_recorded = run_id is not None
+        return run_id or self._from_main(checkpoints.new_run_id())
+
+    def _from_main(self, value):
+        """``value`` as the main process has it, on every process."""
+        if self.world_size == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value])[0]
+
     def _init_generator(self, source: str) -> None:
-        """Load ``train.init_from`` (built-in name, save_pretrained folder or checkpoint) into the generator."""
+        """Load ``train.init_from`` (built-in name, save_pretrained folder or checkpoint) into the generator.
+
+        The weights are read here, not through ``from_pretrained``, so that weights which do
+        not fit get a message naming the keys and the config settings that differ, instead of
+        diffusers' advice about arguments the recipe does not have.
+        """
+        from safetensors.torch import load_file
+
         from upsampler.inference.registry import BUILTIN_MODELS, builtin_path
 
         path = builtin_path(source) if source in BUILTIN_MODELS else Path(source)
@@ -195,13 +252,56 @@ class Trainer:
                 f"train.init_from: {source} is neither a built-in model, a save_pretrained folder "
                 "(config.json + safetensors) nor a checkpoint folder of a run"
             )
-        loaded = GigaGANUpsampler.from_pretrained(path)
-        try:
-            self.generator.load_state_dict(loaded.state_dict())
-        except RuntimeError as error:
+        weights = path / "diffusion_pytorch_model.safetensors"
+        if not weights.is_file():
             raise RecipeError(
-                f"train.init_from: the weights in {path} do not fit this recipe's [model]: {error}"
+                f"train.init_from: {path} has a config.json but no {weights.name}; point it at a "
+                "folder written by save_pretrained or `upsampler export`, or at a run checkpoint"
+            )
+        try:
+            loaded = load_file(weights)
+        except (SafetensorError, OSError) as error:
+            raise RecipeError(
+                f"train.init_from: {weights} is not a readable safetensors file ({error})"
             ) from error
+        expected = self.generator.state_dict()
+        missing = [k for k in expected if k not in loaded]
+        unexpected = [k for k in loaded if k not in expected]
+        reshaped = [
+            f"{k} {tuple(loaded[k].shape)} in the file, {tuple(v.shape)} here"
+            for k, v in expected.items()
+            if k in loaded and loaded[k].shape != v.shape
+        ]
+        if missing or unexpected or reshaped:
+            problems = [
+                f"{len(items)} {what} (e.g. {items[0]})"
+                for what, items in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("of another shape", reshaped),
+                )
+                if items
+            ]
+            raise RecipeError(
+                f"train.init_from: the weights in {weights} do not fit this recipe's [model]: "
+                f"{', '.join(problems)}{self._config_differences(path)}; start from weights "
+                "trained with the same [model] settings, or set [model] to match them"
+            )
+        self.generator.load_state_dict(loaded)
+
+    def _config_differences(self, path: Path) -> str:
+        """ "; its config.json has encoder_channels=[8, 8] where the recipe has [8, 16]", or ""."""
+        try:
+            theirs = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            return f"; {path / 'config.json'} is not readable JSON"
+        ours = self.generator.config
+        differing = [
+            f"{key}={theirs[key]} where the recipe has {ours[key]}"
+            for key in ours
+            if not key.startswith("_") and key in theirs and theirs[key] != ours[key]
+        ]
+        return f"; its config.json has {', '.join(differing)}" if differing else ""
 
     def _build_degradation(self) -> DegradationPipeline:
         config = self.recipe.degradation
@@ -271,25 +371,35 @@ class Trainer:
         from safetensors.torch import save_file
 
         path = Path(self.recipe.text.cache)
-        path.parent.mkdir(parents=True, exist_ok=True)
         captions = list(self._text_cache)
         rows = TextEmbeddings.cat([self._text_cache[c] for c in captions]).to("cpu")
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
-            {
-                "tokens": rows.tokens.contiguous(),
-                "pooled": rows.pooled.contiguous(),
-                "mask": rows.mask.to(torch.uint8),
-            },
-            str(tmp),
-            metadata={"captions": json.dumps(captions)},
-        )
-        tmp.replace(path)
+        with self._stop_on_write_error(f"write the text cache {path}", cleanup=tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(
+                {
+                    "tokens": rows.tokens.contiguous(),
+                    "pooled": rows.pooled.contiguous(),
+                    "mask": rows.mask.to(torch.uint8),
+                },
+                str(tmp),
+                metadata={"captions": json.dumps(captions)},
+            )
+            tmp.replace(path)
 
     def _resume(self) -> None:
         checkpoint = checkpoints.latest_checkpoint(self.run_dir)
-        if checkpoint is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
+        if checkpoint is None:  # the run stopped before its first checkpoint: start it again
+            return
+        state = checkpoints.load_trainer_state(checkpoint)
+        saved_id = state.get("run_id")
+        if saved_id is not None and saved_id != self.run_id:
+            if self._run_id_recorded:
+                raise checkpoints.RunFolderError(
+                    f"{checkpoint} belongs to run {saved_id} but {self.run_dir / checkpoints.RUN_FILE} "
+                    f"names run {self.run_id}: the folder mixes two runs; move one of them away"
+                )
+            self.run_id = saved_id  # run.json lost (or never written): the checkpoint knows
         for name, model in (
             ("generator", self.generator),
             ("generator_ema", self.generator_ema),
@@ -297,7 +407,6 @@ class Trainer:
         ):
             loaded = type(model).from_pretrained(checkpoint / name)
             model.load_state_dict(loaded.state_dict())
-        state = checkpoints.load_trainer_state(checkpoint)
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.scheduler_g.load_state_dict(state["scheduler_g"])
@@ -418,8 +527,10 @@ class Trainer:
             collate_fn=collate,
         )
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "recipe.toml").write_text(recipe.dumps())
+            with self._stop_on_write_error(f"write {self.run_dir / 'recipe.toml'}"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                checkpoints.write_run_file(self.run_dir, self.run_id)
+                (self.run_dir / "recipe.toml").write_text(recipe.dumps())
         self.accelerator.wait_for_everyone()
         self.generator.train()
         self.discriminator.train()
@@ -582,14 +693,20 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
 
     def _log(self, logs: dict) -> None:
-        record = {"step": self.step, **{k: round(v, 6) for k, v in logs.items()}}
-        with (self.run_dir / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        writer = self._tensorboard()
-        if writer is not None:
-            for key, value in logs.items():
-                writer.add_scalar(key, value, self.step)
-            writer.flush()
+        record = {
+            "step": self.step,
+            "run_id": self.run_id,
+            **{k: round(v, 6) for k, v in logs.items()},
+        }
+        path = self.run_dir / "metrics.jsonl"
+        with self._stop_on_write_error(f"write {path}"):
+            with path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            writer = self._tensorboard()
+            if writer is not None:
+                for key, value in logs.items():
+                    writer.add_scalar(key, value, self.step)
+                writer.flush()
 
     def _tensorboard(self):
         if not hasattr(self, "_writer"):
@@ -625,19 +742,27 @@ class Trainer:
         )
         pixels = (rows.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
         folder = self.run_dir / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"step-{self.step:08d}.png"
         tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(pixels).save(tmp, format="PNG")
-        tmp.replace(path)
+        with self._stop_on_write_error(f"write the sample {path}", cleanup=tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(tmp, format="PNG")
+            tmp.replace(path)
         return path
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current step (main process), atomically."""
+        """Write a checkpoint of the current step (main process), atomically.
+
+        Older checkpoints are pruned only once it is complete. If it cannot be written (a full
+        disk) its temporary folder is removed, the older checkpoints stay, and every process
+        raises :class:`OutputWriteError`.
+        """
         final = checkpoints.checkpoint_dir(self.run_dir, self.step)
+        failure: OutputWriteError | None = None
         if self.is_main:
             state = {
                 "step": self.step,
+                "run_id": self.run_id,
                 "optimizer_g": self.optimizer_g.state_dict(),
                 "optimizer_d": self.optimizer_d.state_dict(),
                 "scheduler_g": self.scheduler_g.state_dict(),
@@ -655,12 +780,76 @@ class Trainer:
                 torch.save(state, tmp / "trainer_state.pt")
                 (tmp / "recipe.toml").write_text(self.recipe.dumps())
 
-            checkpoints.write_atomically(final, write)
-            # The end of the reconstruction warm-up is a release of its own (the PSNR model).
-            warmup_end = checkpoints.checkpoint_dir(self.run_dir, self.recipe.train.warmup_steps)
-            checkpoints.prune_checkpoints(
-                self.run_dir, self.recipe.train.keep_checkpoints, protect=[warmup_end]
-            )
-            self._write_text_cache()
-        self.accelerator.wait_for_everyone()
+            try:
+                with self._stop_on_write_error(f"write checkpoint {final.name} to {final.parent}"):
+                    checkpoints.write_atomically(final, write)
+                # The end of the reconstruction warm-up is a release of its own (the PSNR model).
+                warmup_end = checkpoints.checkpoint_dir(
+                    self.run_dir, self.recipe.train.warmup_steps
+                )
+                with self._stop_on_write_error(f"remove old checkpoints in {final.parent}"):
+                    checkpoints.prune_checkpoints(
+                        self.run_dir, self.recipe.train.keep_checkpoints, protect=[warmup_end]
+                    )
+                self._write_text_cache()
+            except OutputWriteError as error:
+                failure = error
+        # Every process learns whether the main one succeeded (this is also the barrier), so
+        # none waits forever for a process that stopped.
+        if self.world_size > 1:
+            flag = torch.tensor([0.0 if failure else 1.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            if failure is None and flag.item() == 0:
+                failure = OutputWriteError(
+                    f"the main process could not write checkpoint {final.name}; see its error"
+                )
+        if failure is not None:
+            raise failure
         return final
+
+    @contextmanager
+    def _stop_on_write_error(self, what: str, *, cleanup: Path | None = None):
+        """Turn a failure to write (doing ``what``) into one :class:`OutputWriteError` that says
+        what failed, why, which checkpoint is intact and how to go on; ``cleanup`` is a
+        temporary file to remove.
+
+        A full disk is an OSError from Python's own writes, but a SafetensorError from
+        safetensors and a RuntimeError ("unexpected pos") from torch.save.
+        """
+        try:
+            yield
+        except (OSError, RuntimeError, SafetensorError) as error:
+            if cleanup is not None:
+                cleanup.unlink(missing_ok=True)
+            raise OutputWriteError(self._write_error_message(what, error)) from error
+
+    def _write_error_message(self, what: str, error: Exception) -> str:
+        reason = getattr(error, "strerror", None) or str(error)
+        try:
+            free = shutil.disk_usage(self.run_dir).free
+        except OSError:
+            free = None
+        if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in reason:
+            full, reason = True, os.strerror(errno.ENOSPC)
+        elif getattr(error, "errno", None) == errno.EDQUOT:
+            full = True
+        elif free is not None and free < 16 * 2**20:  # torch.save says only "unexpected pos"
+            full, reason = (
+                True,
+                f"{reason} (the disk holding {self.run_dir} is full: {free} bytes free)",
+            )
+        else:
+            full = False
+        fix = "free space on that disk" if full else "fix that"
+        last = checkpoints.latest_checkpoint(self.run_dir)
+        if last is None:
+            return (
+                f"could not {what}: {reason}; no checkpoint was written yet, so the "
+                f"{self.step} steps done are lost; {fix} and run again with --resume"
+            )
+        done = checkpoints.checkpoint_step(last)
+        lost = f"; steps {done + 1}-{self.step} are lost" if self.step > done else ""
+        return (
+            f"could not {what}: {reason}; the previous checkpoint {last.name} is intact{lost}; "
+            f"{fix} and run again with --resume"
+        )
