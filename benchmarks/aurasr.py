@@ -111,8 +111,9 @@ def _worker(spec: dict) -> dict:
     import numpy as np
 
     from upsampler.evaluation.seams import grid_borders, seam_ratio, tile_borders
+    from upsampler.inference.devices import resolve_device
     from upsampler.inference.tiling import plan_tiles
-    from upsampler.inference.upscaler import Upscaler, resolve_device
+    from upsampler.inference.upscaler import Upscaler
 
     device = resolve_device(spec["device"])
     image = test_image(spec["width"], spec["height"])

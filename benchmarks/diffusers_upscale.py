@@ -48,7 +48,7 @@ from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from upsampler import GigaGANUpsampler, TextEmbeddings, Upscaler
-from upsampler.inference.upscaler import resolve_device, resolve_dtype
+from upsampler.inference.devices import resolve_device, resolve_dtype
 
 DEFAULT_STEPS = 75  # StableDiffusionUpscalePipeline's default num_inference_steps
 IMAGE = Path(__file__).resolve().parent.parent / "examples" / "images" / "skyline.png"

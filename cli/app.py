@@ -69,6 +69,11 @@ def _register() -> None:
 
     app.command("eval")(eval_command)
 
+    from upsampler_cli.models import info, models
+
+    app.command("models")(models)
+    app.command("info")(info)
+
     from upsampler_cli.convert import app as convert_app
 
     app.add_typer(convert_app, name="convert")

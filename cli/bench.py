@@ -161,8 +161,9 @@ def _worker(spec: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from upsampler.inference.devices import resolve_device, resolve_dtype
     from upsampler.inference.tiling import plan_tiles, tiled_apply
-    from upsampler.inference.upscaler import Upscaler, resolve_device, resolve_dtype
+    from upsampler.inference.upscaler import Upscaler
     from upsampler.models.generator import GigaGANUpsampler
     from upsampler.models.rrdbnet import RRDBNet
 

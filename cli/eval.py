@@ -19,13 +19,18 @@ def eval_command(
         [],
         "--model",
         "-m",
-        help="Built-in model name or save_pretrained folder (repeat to compare several).",
+        help="Built-in name, model folder, checkpoint file (.safetensors/.pth, through "
+        "spandrel) or Hub id, run through the tiled engine (repeat to compare several).",
+    ),
+    revision: str | None = typer.Option(
+        None, "--revision", help="Hub branch, tag or commit of the Hub ids given with -m."
     ),
     baselines: list[Path] = typer.Option(
         [],
         "--baseline",
-        help="Another SR model file (.safetensors or .pth state dict) loaded through the "
-        "optional package spandrel, e.g. RealESRGAN_x4plus.pth (repeatable).",
+        help="A checkpoint file (.safetensors or .pth state dict, through spandrel) run on each "
+        "whole image at once, as its own project runs it, e.g. RealESRGAN_x4plus.pth "
+        "(repeatable).",
     ),
     degradation: str = typer.Option(
         "bicubic",
@@ -71,15 +76,15 @@ def eval_command(
     from tqdm import tqdm
 
     from upsampler.evaluation import (
-        SpandrelUnavailableError,
         evaluate,
         format_table,
         interpolation_method,
         spandrel_method,
         upscaler_method,
     )
-    from upsampler.inference.registry import ModelUnavailableError
-    from upsampler.inference.upscaler import resolve_device
+    from upsampler.inference.devices import resolve_device
+    from upsampler.models.registry import ModelUnavailableError
+    from upsampler.models.spandrel_model import SpandrelUnavailableError
 
     def fail(error: BaseException) -> typer.Exit:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
@@ -96,7 +101,9 @@ def eval_command(
         resolved = resolve_device(device)
         methods = [interpolation_method("bicubic", scale), interpolation_method("lanczos", scale)]
         for model in models:
-            methods.append(upscaler_method(model, scale=scale, seed=seed, device=resolved))
+            methods.append(
+                upscaler_method(model, scale=scale, seed=seed, device=resolved, revision=revision)
+            )
         for baseline in baselines:
             methods.append(spandrel_method(baseline, scale=scale, device=resolved))
         names = [method.name for method in methods]

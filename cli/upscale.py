@@ -155,7 +155,15 @@ def upscale(
         "(4x twice for 8x or 16x); other factors end with a high-quality resize.",
     ),
     model: str = typer.Option(
-        "nano-4x", "--model", "-m", help="Built-in model name, model folder, or Hub id."
+        "nano-4x",
+        "--model",
+        "-m",
+        help="Built-in name, model folder (ours or AuraSR's), checkpoint file (.safetensors, "
+        ".pth: ESRGAN, SwinIR, ... through spandrel), or Hub id (owner/repo or "
+        "owner/repo/FILE). `upsampler models` lists them.",
+    ),
+    revision: str | None = typer.Option(
+        None, "--revision", help="Hub branch, tag or commit of a Hub id --model."
     ),
     prompt: str | None = typer.Option(
         None,
@@ -234,7 +242,15 @@ def upscale(
     upscaler = None
     if todo:
         upscaler = _load_upscaler(
-            model, workers.device, dtype, text_encoder, text_weights, prompt, tile, tile_overlap
+            model,
+            revision,
+            workers.device,
+            dtype,
+            text_encoder,
+            text_weights,
+            prompt,
+            tile,
+            tile_overlap,
         )
 
     show = progress and workers.is_main
@@ -310,6 +326,7 @@ def _check_writable(output: Path) -> None:
 
 def _load_upscaler(
     model: str,
+    revision: str | None,
     device: str,
     dtype: str,
     text_encoder: str | None,
@@ -321,7 +338,7 @@ def _load_upscaler(
     from upsampler.inference.upscaler import Upscaler
 
     try:
-        upscaler = Upscaler.from_pretrained(model, device=device, dtype=dtype)
+        upscaler = Upscaler.from_pretrained(model, device=device, dtype=dtype, revision=revision)
     except Exception as error:  # missing weights, bad device or dtype: nothing can run
         _usage_error(str(error))
     if upscaler.text_conditioning:

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from upsampler import Upscaler
 from upsampler.evaluation.seams import grid_borders, seam_ratio, tile_borders
 from upsampler.inference.tiling import plan_tiles
-from upsampler.inference.upscaler import load_upsampler
 from upsampler.models.aurasr import AuraSRUpsampler
 from upsampler.models.aurasr_checkpoint import (
     AURASR_PUBLISHED_CONFIG,
@@ -30,6 +29,7 @@ from upsampler.models.aurasr_checkpoint import (
     convert_aurasr_state_dict,
     load_aurasr,
 )
+from upsampler.models.loading import load_model
 from upsampler_cli.app import app
 
 aura_sr = pytest.importorskip("aura_sr")
@@ -172,7 +172,7 @@ def test_upscaler_loads_the_published_layout(aurasr_folder):
     assert isinstance(upscaler.model, AuraSRUpsampler)
     assert (upscaler.scale, upscaler.size_multiple, upscaler.text_conditioning) == (4, 8, False)
     # The weights file itself, with config.json beside it, loads the same weights.
-    from_file = load_upsampler(aurasr_folder / "model.safetensors")
+    from_file = load_model(aurasr_folder / "model.safetensors")
     for key, tensor in upscaler.model.state_dict().items():
         assert torch.equal(tensor, from_file.state_dict()[key]), key
 
@@ -267,7 +267,7 @@ def test_a_folder_of_ours_is_not_mistaken_for_aurasr(aurasr_folder, tmp_path):
     model.save_pretrained(tmp_path / "ours")
     with pytest.raises(AuraSRFormatError, match="not an AuraSR config"):
         load_aurasr(tmp_path / "ours")
-    assert isinstance(load_upsampler(tmp_path / "ours"), AuraSRUpsampler)
+    assert isinstance(load_model(tmp_path / "ours"), AuraSRUpsampler)
 
 
 def test_upscale_cli_runs_an_aurasr_folder(aurasr_folder, tmp_path):

@@ -14,8 +14,8 @@ from PIL import Image
 
 from upsampler import Upscaler
 from upsampler.evaluation.evaluate import evaluate, interpolation_method, upscaler_method
-from upsampler.inference.registry import BUILTIN_MODELS, builtin_path
 from upsampler.losses.lpips_weights import default_weights_dir, missing_weight_files
+from upsampler.models.registry import BUILTIN_MODELS, builtin_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "images"
 RELEASES = ["nano-4x", "nano-4x-psnr"]

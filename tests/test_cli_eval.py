@@ -193,7 +193,8 @@ def test_missing_lpips_weights_name_the_command(data_dir, tmp_path):
 
 
 def test_baseline_needs_spandrel(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "spandrel", None)  # as if not installed
+    torch.save({"params_ema": _tiny_rrdb_state_dict()}, tmp_path / "x.pth")
+    monkeypatch.setitem(sys.modules, "spandrel", None)  # as if the install had lost it
     result = runner.invoke(app, ["eval", str(data_dir), "--baseline", str(tmp_path / "x.pth")])
     assert result.exit_code == 2
     assert "pip install spandrel" in result.output
@@ -221,7 +222,6 @@ def _tiny_rrdb_state_dict(features: int = 8, growth: int = 32) -> dict[str, torc
 
 
 def test_baseline_through_spandrel(real_weights, data_dir, tmp_path):
-    pytest.importorskip("spandrel", reason="spandrel is an optional dependency")
     baseline = tmp_path / "tiny_rrdb.pth"
     torch.save({"params_ema": _tiny_rrdb_state_dict()}, baseline)
     result = runner.invoke(
@@ -240,7 +240,6 @@ class _Payload:
 
 
 def test_baseline_pickles_load_only_weights(data_dir, tmp_path):
-    pytest.importorskip("spandrel", reason="spandrel is an optional dependency")
     target = tmp_path / "pwned"
     baseline = tmp_path / "evil.pth"
     torch.save({"params_ema": _tiny_rrdb_state_dict(), "extra": _Payload(target)}, baseline)

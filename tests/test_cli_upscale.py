@@ -194,7 +194,7 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
     ],
 )
 def test_usage_errors_exit_2(tmp_path, model_dir, extra, message, monkeypatch):
-    from upsampler.inference.registry import BUILTIN_MODELS, BuiltinModel
+    from upsampler.models.registry import BUILTIN_MODELS, BuiltinModel
 
     unreleased = BuiltinModel("unreleased-4x", "nano", 4, False, "registered, no weights")
     monkeypatch.setitem(BUILTIN_MODELS, unreleased.name, unreleased)

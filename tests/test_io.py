@@ -191,7 +191,7 @@ def test_max_pixels_above_pillows_own_limit_takes_effect(tmp_path):
         read_image(path, max_pixels=250_000_000)
     assert not isinstance(raised.value, ImageTooLargeError)
     assert "corrupt or truncated" in str(raised.value)
-    assert Image.MAX_IMAGE_PIXELS == before  # Pillow's global is left as it was
+    assert before == Image.MAX_IMAGE_PIXELS  # Pillow's global is left as it was
 
 
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import TEXT_EMBED_DIM, random_text, tiny_generator
 from upsampler import TextEmbeddings, Upscaler
-from upsampler.inference.registry import BUILTIN_MODELS, BuiltinModel, ModelUnavailableError
+from upsampler.models.registry import BUILTIN_MODELS, BuiltinModel, ModelUnavailableError
 from upsampler.text.base import TextEncoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -277,8 +277,13 @@ def test_from_pretrained_round_trip_and_clear_errors(tmp_path, monkeypatch):
         Upscaler.from_pretrained(tmp_path / "model")
     with pytest.raises(ModelUnavailableError, match="no model folder"):
         Upscaler.from_pretrained(tmp_path / "nowhere" / "deeper" / "x")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError, match="Hub is offline"):
+    # huggingface_hub reads HF_HUB_OFFLINE when it is imported (as diffusers relies on).
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        ModelUnavailableError, match="not in the Hugging Face cache.*Hub is offline"
+    ):
         Upscaler.from_pretrained("someone/some-upsampler")
 
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from conftest import tiny_generator
 from upsampler import Upscaler
-from upsampler.inference import ModelUnavailableError, ModelWeightsError, NonFiniteOutputError
-from upsampler.inference.upscaler import load_upsampler
+from upsampler.inference import NonFiniteOutputError
+from upsampler.models import ModelUnavailableError, ModelWeightsError
+from upsampler.models.loading import load_model
 from upsampler_cli.app import app
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -226,7 +227,7 @@ def test_missing_keys_are_an_error_not_random_weights(saved):
     # diffusers fills missing tensors with random values and logs a line.
     rewrite_weights(saved, lambda weights: {k: v for k, v in weights.items() if "decoder" not in k})
     with pytest.raises(ModelWeightsError) as error:
-        load_upsampler(saved)
+        load_model(saved)
     message = str(error.value)
     assert str(saved / WEIGHTS) in message and "do not match" in message
     assert "missing keys decoder_attention.2." in message and " more)" in message
@@ -255,19 +256,19 @@ def test_a_truncated_weights_file_names_the_file(saved, keep):
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(ModelWeightsError, match="is not a readable safetensors file") as error:
-        load_upsampler(saved)
+        load_model(saved)
     assert str(path) in str(error.value) and "truncated or corrupt" in str(error.value)
 
 
 def test_weights_under_another_name_and_bad_configs(saved):
     (saved / WEIGHTS).rename(saved / "model.safetensors")
     with pytest.raises(ModelWeightsError, match=f"no {WEIGHTS}.*model.safetensors"):
-        load_upsampler(saved)
+        load_model(saved)
     (saved / "model.safetensors").rename(saved / WEIGHTS)
     config = json.loads((saved / "config.json").read_text())
     (saved / "config.json").write_text(json.dumps({**config, "scale": 3}))
     with pytest.raises(ModelWeightsError, match="does not describe a GigaGANUpsampler"):
-        load_upsampler(saved)
+        load_model(saved)
 
 
 def test_sharded_folders_load_and_are_checked(tmp_path):
@@ -275,7 +276,7 @@ def test_sharded_folders_load_and_are_checked(tmp_path):
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     shards = sorted((tmp_path / "sharded").glob("*.safetensors"))
     assert len(shards) > 1
-    loaded = load_upsampler(tmp_path / "sharded")
+    loaded = load_model(tmp_path / "sharded")
     assert all(
         torch.equal(a, b) for a, b in zip(loaded.parameters(), model.parameters(), strict=True)
     )
@@ -284,7 +285,7 @@ def test_sharded_folders_load_and_are_checked(tmp_path):
         if "stem.weight" in weights:
             save_file({**weights, "stem.weight": torch.zeros(1)}, shard)
     with pytest.raises(ModelWeightsError, match=rf"the {len(shards)} shards in .*wrong shapes"):
-        load_upsampler(tmp_path / "sharded")
+        load_model(tmp_path / "sharded")
 
 
 def test_aurasr_weights_that_do_not_match_name_the_tensors_as_in_the_file(tmp_path):
@@ -310,7 +311,7 @@ def test_aurasr_weights_that_do_not_match_name_the_tensors_as_in_the_file(tmp_pa
     save_file(weights, tmp_path / "model.safetensors")
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(AuraSRFormatError) as error:
-        load_upsampler(tmp_path)
+        load_model(tmp_path)
     message = str(error.value)
     assert "missing keys (as converted) to_rgb.weight" in message
     assert "wrong shapes init_conv.weight [2, 3, 7, 7] (config.json: [8, 3, 7, 7])" in message

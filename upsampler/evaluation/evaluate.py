@@ -42,7 +42,6 @@ __all__ = [
     "ImageScore",
     "MethodScores",
     "SRMethod",
-    "SpandrelUnavailableError",
     "degradation_seed",
     "evaluate",
     "format_table",
@@ -64,10 +63,6 @@ class SRMethod:
 
     name: str
     upscale: Callable[[torch.Tensor], torch.Tensor]
-
-
-class SpandrelUnavailableError(ImportError):
-    """``--baseline`` needs the optional ``spandrel`` package."""
 
 
 # --------------------------------------------------------------------------- methods
@@ -103,8 +98,10 @@ def upscaler_method(
     seed: int = 0,
     device: str | torch.device = "auto",
     name: str | None = None,
+    revision: str | None = None,
 ) -> SRMethod:
-    """A GigaGAN upsampler through :class:`upsampler.Upscaler` (built-in name or folder).
+    """Any model the loader accepts (built-in name, folder, checkpoint file, Hub id with its
+    ``revision``) through :class:`upsampler.Upscaler`, tiled as ``upsampler upscale`` runs it.
 
     ``seed`` is the z seed of every image. A ``scale`` other than the model's is reached as
     ``upsampler upscale --scale`` reaches it: the model runs as many times as needed, then an
@@ -114,7 +111,7 @@ def upscaler_method(
     """
     from upsampler.inference.upscaler import Upscaler
 
-    upscaler = Upscaler.from_pretrained(name_or_path, device=device)
+    upscaler = Upscaler.from_pretrained(name_or_path, device=device, revision=revision)
     outscale = None if scale == upscaler.scale else scale
 
     def upscale(lq: torch.Tensor) -> torch.Tensor:
@@ -129,28 +126,6 @@ def upscaler_method(
     return SRMethod(name=name, upscale=upscale)
 
 
-def _load_state_dict_safely(path: Path) -> dict[str, torch.Tensor]:
-    # spandrel's own load_from_file unpickles .pth with its RestrictedUnpickle and runs
-    # torch.jit.load on .pt (TorchScript). We read the file ourselves -- safetensors, or a
-    # pickle with weights_only=True -- and hand spandrel only the tensors.
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if suffix in (".pth", ".pt", ".ckpt", ".bin"):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(
-                f"{path} could not be loaded with torch.load(weights_only=True) ({error}); "
-                "only plain state dicts are accepted (convert it to .safetensors)"
-            ) from error
-    raise ValueError(
-        f"{path}: unsupported model file {suffix!r}; expected .safetensors or .pth/.pt/.ckpt"
-    )
-
-
 def spandrel_method(
     path: str | os.PathLike[str],
     *,
@@ -158,37 +133,25 @@ def spandrel_method(
     device: str | torch.device = "cpu",
     name: str | None = None,
 ) -> SRMethod:
-    """Any SR model file that ``spandrel`` recognises (ESRGAN/Real-ESRGAN, SwinIR, ...).
+    """A community checkpoint file (spandrel: ESRGAN/Real-ESRGAN, SwinIR, ...) run on the whole
+    image at once, as its own project runs it (``eval -m FILE`` runs it through our tiling).
 
-    Needs the optional ``spandrel`` package (``pip install spandrel``). Loads only
-    safetensors or pickles with ``weights_only=True``. ``ValueError`` when the model's scale
-    is not ``scale`` or the file is not a single-image SR model.
+    Loads only safetensors or pickles with ``weights_only=True`` (see
+    :func:`upsampler.models.spandrel_model.read_state_dict`). ``ValueError`` when the model's
+    scale is not ``scale`` or the file is not a super-resolution model.
     """
-    try:
-        import spandrel
-    except ImportError as error:
-        raise SpandrelUnavailableError(
-            "--baseline loads other SR models through the optional package spandrel: "
-            "`pip install spandrel`"
-        ) from error
+    from upsampler.models.spandrel_model import load_spandrel_file
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"baseline model {path} does not exist")
-    state_dict = spandrel.canonicalize_state_dict(_load_state_dict_safely(path))
-    try:
-        descriptor = spandrel.ModelLoader(device=device).load_from_state_dict(state_dict)
-    except (spandrel.UnsupportedModelError, RuntimeError, KeyError, ValueError) as error:
-        raise ValueError(f"spandrel could not build a model from {path}: {error}") from error
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels != 3:
-        raise ValueError(f"{path} is not a 3-channel image model ({descriptor.architecture.name})")
-    if descriptor.scale != scale:
-        raise ValueError(f"{path} is a {descriptor.scale}x model, but --scale is {scale}")
-    descriptor.eval()
+    model = load_spandrel_file(path)
+    if model.scale != scale:
+        raise ValueError(f"{path} is a {model.scale}x model, but --scale is {scale}")
     model_device = torch.device(device)
+    model.to(model_device)
 
     def upscale(lq: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return descriptor(lq.to(model_device)).clamp(0, 1)
+            return model(lq.to(model_device)).hq.clamp(0, 1)
 
     return SRMethod(name=name or path.name, upscale=upscale)
 
@@ -416,7 +379,7 @@ def evaluate(
     ``on_image(index, total, name)`` is called after each image, skipped ones included.
     """
     from upsampler.degradations import DegradationPipeline
-    from upsampler.inference.upscaler import resolve_device
+    from upsampler.inference.devices import resolve_device
     from upsampler.losses.lpips import load_lpips
 
     if not methods:

@@ -1,12 +1,10 @@
-"""Tiled inference: the Upscaler and pure tiling functions."""
+"""Tiled inference: the Upscaler, pure tiling functions, and device/precision choice."""
 
-from upsampler.inference.registry import (
-    BUILTIN_MODELS,
-    BuiltinModel,
-    ModelUnavailableError,
-    ModelWeightsError,
-    builtin_names,
-    builtin_path,
+from upsampler.inference.devices import (
+    resolve_device,
+    resolve_dtype,
+    supported_dtypes,
+    usable_dtypes,
 )
 from upsampler.inference.tiling import (
     TileBlender,
@@ -22,18 +20,9 @@ from upsampler.inference.upscaler import (
     NonFiniteOutputError,
     UpscaleProgress,
     Upscaler,
-    check_weights,
-    load_upsampler,
-    resolve_device,
-    resolve_dtype,
-    supported_dtypes,
 )
 
 __all__ = [
-    "BUILTIN_MODELS",
-    "BuiltinModel",
-    "ModelUnavailableError",
-    "ModelWeightsError",
     "NonFiniteOutputError",
     "TileBlender",
     "TilePlan",
@@ -41,10 +30,6 @@ __all__ = [
     "Upscaler",
     "blend",
     "blend_weights",
-    "builtin_names",
-    "builtin_path",
-    "check_weights",
-    "load_upsampler",
     "pad",
     "plan_tiles",
     "resolve_device",
@@ -52,4 +37,5 @@ __all__ = [
     "split",
     "supported_dtypes",
     "tiled_apply",
+    "usable_dtypes",
 ]

@@ -1,11 +1,11 @@
-"""The Upscaler: a GigaGAN upsampler run tile by tile over images of any size.
+"""The Upscaler: any super-resolution model run tile by tile over images of any size.
 
-It runs :class:`GigaGANUpsampler` and AuraSR's generator (:class:`AuraSRUpsampler`, loaded from
-our folders or from AuraSR's own ``config.json`` + ``model.safetensors``), through the contract
-both keep: ``scale``, ``size_multiple``, ``text_conditioning``, ``activation_elements(tile)``,
-``styles(1, ...)``, ``forward(lq, text, ws=..., add_input=False).hq`` and
-``interpolated_input(lq, size)`` (GigaGAN's bicubic residual, which the engine adds in float32
-whatever the model's dtype; None for AuraSR).
+It runs every model the loader (:mod:`upsampler.models.loading`) gives: our
+:class:`GigaGANUpsampler`, AuraSR's generator, and community checkpoints through spandrel,
+calling only the model contract (:class:`upsampler.models.contract.UpsamplerModel`): scale,
+size rule, dtypes, text, per-image styles, ``forward(..., add_input=False)`` and
+``interpolated_input`` (GigaGAN's bicubic residual, which the engine adds in float32 whatever
+the model's dtype), and the activation estimate that sizes tiles.
 
     from upsampler import Upscaler
 
@@ -27,46 +27,25 @@ The library never prints: pass ``progress=`` to hear about tiles.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import re
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME
 from PIL import Image
-from safetensors import safe_open
 from torch import nn
 
-from upsampler.inference.registry import (
-    BUILTIN_MODELS,
-    ModelUnavailableError,
-    ModelWeightsError,
-    builtin_path,
-)
+from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
 from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
-from upsampler.models.aurasr import AuraSRUpsampler
-from upsampler.models.aurasr_checkpoint import is_aurasr_folder, load_aurasr
-from upsampler.models.generator import GigaGANUpsampler
+from upsampler.models.contract import UpsamplerModel
+from upsampler.models.loading import first_few, load_model
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
 # Largest tile tried when none is given: on the CPU, 96 px tiles are the fastest per pixel
 # (measured with nano on 2 cores: 64 px 13 us/px, 96 px 12 us/px, 128 px 21 us/px, 256 px
 # 31 us/px: bigger tiles fall out of cache and attention grows quadratically).
@@ -77,15 +56,8 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 # Alpha below this counts as fully transparent when colour is un-premultiplied (a quarter of
 # 8-bit alpha's smallest step).
 MIN_ALPHA = 1 / 1024
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor
-UpsamplerModel = GigaGANUpsampler | AuraSRUpsampler
-# config.json "_class_name" (written by save_pretrained) -> the class that loads the folder.
-MODEL_CLASSES: dict[str, type[UpsamplerModel]] = {
-    "GigaGANUpsampler": GigaGANUpsampler,
-    "AuraSRUpsampler": AuraSRUpsampler,
-}
 
 
 class NonFiniteOutputError(ValueError):
@@ -105,229 +77,18 @@ class UpscaleProgress:
     tiles: int
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> CUDA if available, else MPS if available, else CPU; anything else as given."""
-    if str(device) != "auto":
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' asked for, but torch sees no MPS device")
-        if device.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"device must be cpu, cuda or mps, got {device}")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def supported_dtypes(device: torch.device) -> tuple[torch.dtype, ...]:
-    """The precisions the Upscaler runs in on ``device`` (fp16 never on the CPU)."""
-    if device.type == "cuda":
-        bf16 = (torch.bfloat16,) if torch.cuda.is_bf16_supported() else ()
-        return (torch.float32, torch.float16, *bf16)
-    if device.type == "mps":
-        return (torch.float32, torch.float16)
-    return (torch.float32, torch.bfloat16)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """ "auto" -> bf16 (or fp16) on CUDA, fp16 on MPS, fp32 on the CPU; names or dtypes otherwise."""
-    if isinstance(dtype, str):
-        if dtype == "auto":
-            if device.type == "cuda":
-                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.float16 if device.type == "mps" else torch.float32
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be auto, fp32, fp16 or bf16, got {dtype!r}")
-        dtype = DTYPES[dtype]
-    if dtype not in supported_dtypes(device):
-        names = ", ".join(str(d).removeprefix("torch.") for d in supported_dtypes(device))
-        hint = " (half precision is not supported on the CPU)" if dtype == torch.float16 else ""
-        raise ValueError(f"{dtype} is not supported on {device.type}{hint}; use one of {names}")
-    return dtype
-
-
-def load_upsampler(name_or_path: str | os.PathLike) -> UpsamplerModel:
-    """A built-in model name, a local ``save_pretrained`` folder, an AuraSR folder (its
-    ``config.json`` + ``model.safetensors``, or that weights file; converted in memory), or a
-    Hub id (online only).
-
-    Raises:
-        ModelUnavailableError: built-in name without shipped weights, missing folder, or a Hub
-            id that cannot be downloaded (offline). Never falls back to random weights.
-        ModelWeightsError: a folder whose safetensors file is unreadable (truncated, corrupt)
-            or holds other tensors than its config.json describes (see :func:`check_weights`).
-        FileNotFoundError, ValueError: an AuraSR folder with a missing or malformed file.
-    """
-    name = str(name_or_path)
-    if name in BUILTIN_MODELS:
-        path = builtin_path(name)
-        check_weights(path, GigaGANUpsampler)
-        return GigaGANUpsampler.from_pretrained(path, use_safetensors=True)
-    path = Path(name).expanduser()
-    if path.exists() and is_aurasr_folder(path):
-        return load_aurasr(path)
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelUnavailableError(
-                f"{path} is not a model folder: it has no config.json (write one with "
-                "GigaGANUpsampler.save_pretrained)"
-            )
-        if not any(path.glob("*.safetensors")):
-            raise ModelUnavailableError(
-                f"{path} has a config.json but no .safetensors weights; models load only from "
-                "safetensors"
-            )
-        model_class = _model_class(path)
-        check_weights(path, model_class)
-        return model_class.from_pretrained(path, use_safetensors=True)
-    if not _HUB_ID.match(name) or name.startswith((".", "~")):
-        raise ModelUnavailableError(
-            f"no model folder {name!r}, and it is neither a built-in name "
-            f"({', '.join(BUILTIN_MODELS)}) nor a Hub id (owner/name)"
-        )
-    how = (
-        f"download {name!r} (config.json + diffusion_pytorch_model.safetensors) on a machine "
-        "that is online and pass its local folder instead"
-    )
-    if _hub_offline():
-        raise ModelUnavailableError(f"{name!r} looks like a Hub id but the Hub is offline; {how}")
-    try:
-        return GigaGANUpsampler.from_pretrained(name, use_safetensors=True)
-    except Exception as error:
-        raise ModelUnavailableError(
-            f"could not load {name!r} from the Hub ({error}); {how}"
-        ) from error
-
-
-def _model_class(folder: Path) -> type[UpsamplerModel]:
-    """The class named by a save_pretrained folder's config.json."""
-    try:
-        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, AttributeError) as error:
-        raise ModelUnavailableError(
-            f"{folder}/config.json is not a readable config: {error}"
-        ) from error
-    if name not in MODEL_CLASSES:
-        raise ModelUnavailableError(
-            f"{folder} holds a {name!r}, not an upsampler ({', '.join(MODEL_CLASSES)})"
-        )
-    return MODEL_CLASSES[name]
-
-
-def check_weights(folder: Path, model_class: type[UpsamplerModel]) -> None:
-    """Check that the safetensors of ``save_pretrained`` folder ``folder`` hold exactly the
-    tensors (names and shapes) that its config.json builds, reading only the files' headers.
-
-    Left to diffusers, missing tensors are filled with random values (with a log line, not an
-    error), shapes that differ give advice about ``ignore_mismatched_sizes``, and a truncated
-    file gives "Unable to load weights": none says what is wrong with which file.
-
-    Raises:
-        ModelWeightsError: no weights file of the name save_pretrained writes, an unreadable
-            file, a config.json this class cannot build, or tensors that do not match it.
-    """
-    files = _weight_files(folder)
-    found: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        try:
-            with safe_open(file, framework="pt") as weights:
-                for key in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
-                    found[key] = tuple(weights.get_slice(key).get_shape())
-        except Exception as error:  # safetensors raises its own error type for corrupt files
-            raise ModelWeightsError(
-                f"{file} is not a readable safetensors file ({error}): it is truncated or "
-                "corrupt; copy it again, or write it again with save_pretrained or "
-                "`upsampler export`"
-            ) from error
-    try:
-        with torch.device("meta"):  # shapes only: nothing allocated
-            model = model_class.from_config(model_class.load_config(folder))
-    except Exception as error:
-        raise ModelWeightsError(
-            f"{folder / 'config.json'} does not describe a {model_class.__name__} that can be "
-            f"built: {error}"
-        ) from error
-    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    missing = sorted(expected.keys() - found.keys())
-    unexpected = sorted(found.keys() - expected.keys())
-    reshaped = sorted(
-        f"{key} {list(found[key])} (config.json: {list(expected[key])})"
-        for key in expected.keys() & found.keys()
-        if found[key] != expected[key]
-    )
-    if not (missing or unexpected or reshaped):
-        return
-    where = files[0] if len(files) == 1 else f"the {len(files)} shards in {folder}"
-    problems = "; ".join(
-        f"{label} {_first_few(keys)}"
-        for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", reshaped),
-        )
-        if keys
-    )
-    raise ModelWeightsError(
-        f"the weights in {where} do not match {folder / 'config.json'}: {problems}. The file is incomplete or was saved from another model; write the folder "
-        "again with save_pretrained or `upsampler export`"
-    )
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    """The safetensors file(s) from_pretrained reads in ``folder``: one file, or the shards its
-    index names."""
-    index = folder / SAFE_WEIGHTS_INDEX_NAME
-    if index.is_file():
-        try:
-            shards = sorted(
-                set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ModelWeightsError(f"{index} is not a readable shard index: {error}") from error
-        return [folder / shard for shard in shards]
-    single = folder / SAFETENSORS_WEIGHTS_NAME
-    if not single.is_file():
-        others = ", ".join(sorted(p.name for p in folder.glob("*.safetensors"))) or "none"
-        raise ModelWeightsError(
-            f"{folder} has no {SAFETENSORS_WEIGHTS_NAME}, the weights file save_pretrained "
-            f"writes (other .safetensors files: {others}); rename the file if it holds this "
-            "model's weights"
-        )
-    return [single]
-
-
-def _first_few(names: Sequence[str], count: int = 3) -> str:
-    """'a, b, c (and 12 more)'."""
-    more = f" (and {len(names) - count} more)" if len(names) > count else ""
-    return ", ".join(names[:count]) + more
-
-
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE set, or the Hub's host unreachable (one quick probe, not five retries)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    host = re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((host.split("/")[0], 443), timeout=5).close()
-    except OSError:
-        return True
-    return False
-
-
 class Upscaler:
-    """Tiled, memory-bounded inference with a GigaGAN (or AuraSR) upsampler.
+    """Tiled, memory-bounded inference with any model of the engine's contract.
 
     Args:
-        model: the generator (:class:`GigaGANUpsampler` or :class:`AuraSRUpsampler`); it is
+        model: an :class:`~upsampler.models.contract.UpsamplerModel` (GigaGAN, AuraSR, or a
+            community checkpoint from :func:`~upsampler.models.loading.load_model`); it is
             moved to ``device`` and ``dtype`` in place and set to eval.
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
-        dtype: "auto" (bf16/fp16 on GPUs, fp32 on the CPU), "fp32", "fp16", "bf16" or a
-            torch dtype. The network runs in it; the bicubic residual, the blending and the
-            output stay in fp32. fp16 on the CPU is an error.
+        dtype: "auto" (bf16/fp16 on GPUs, fp32 on the CPU, stepping down to what the model
+            supports), "fp32", "fp16", "bf16" or a torch dtype. The network runs in it; the
+            bicubic residual, the blending and the output stay in fp32. fp16 on the CPU, or a
+            precision the model does not support, is an error.
         text_encoder: turns prompts into embeddings for a text-conditioned model; without one,
             pass :class:`TextEmbeddings` as ``prompt``.
         channels_last: run tiles in channels-last memory format (faster on some GPUs).
@@ -345,7 +106,7 @@ class Upscaler:
         compile: bool = False,
     ):
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, model)
         # nn.Module.to, not ModelMixin.to: the latter logs a warning about fp32 modules (this
         # model has none), and the library never prints.
         self.model = nn.Module.to(model, device=self.device, dtype=self.dtype).eval()
@@ -368,15 +129,19 @@ class Upscaler:
         text_encoder: TextEncoder | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        revision: str | None = None,
     ) -> Upscaler:
         """Load a built-in model name, a ``save_pretrained`` folder, an AuraSR folder
-        (``config.json`` + ``model.safetensors``, see docs/aurasr.md), or a Hub id (online only).
+        (``config.json`` + ``model.safetensors``, see docs/aurasr.md), a community checkpoint
+        file (spandrel: ESRGAN, Real-ESRGAN, SwinIR, HAT, SPAN, ...), or a Hub id (a repository
+        or one file in it; ``revision`` is its branch, tag or commit). See docs/models.md.
 
         Raises:
-            ModelUnavailableError, FileNotFoundError, ValueError: see :func:`load_upsampler`.
+            ModelUnavailableError, ModelWeightsError, CheckpointError, FileNotFoundError,
+                ValueError: see :func:`upsampler.models.loading.load_model`.
         """
         return cls(
-            load_upsampler(name_or_path),
+            load_model(name_or_path, revision=revision),
             device=device,
             dtype=dtype,
             text_encoder=text_encoder,
@@ -400,7 +165,7 @@ class Upscaler:
 
     @property
     def supported_dtypes(self) -> tuple[torch.dtype, ...]:
-        return supported_dtypes(self.device)
+        return usable_dtypes(self.device, self.model)
 
     # ------------------------------------------------------------------ memory
 
@@ -464,21 +229,6 @@ class Upscaler:
         return min(range(largest, lowest - 1, -multiple), key=lambda t: (covered_pixels(t), -t))
 
     # ------------------------------------------------------------------ upscale
-
-    def attach(
-        self,
-        pipeline: Any,
-        *,
-        upscale_device: str | torch.device | None = None,
-        upscale_dtype: str | torch.dtype | None = None,
-    ) -> Any:
-        """Wrap a diffusers pipeline so that calling it returns this upscaler's larger images
-        (an :class:`upsampler.integrations.diffusers.UpscaledPipeline`; see docs/diffusers.md)."""
-        from upsampler.integrations.diffusers import UpscaledPipeline
-
-        return UpscaledPipeline(
-            pipeline, self, upscale_device=upscale_device, upscale_dtype=upscale_dtype
-        )
 
     def upscale(
         self,
@@ -631,20 +381,13 @@ class Upscaler:
         return text.to("cpu")
 
     def _styles(
-        self,
-        text: TextEmbeddings | None,
-        generator: torch.Generator,
-        truncation_psi: float,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        """ws: (1, num_styles, style_dim): the one z of this image, shared by all its tiles."""
-        text_global = None
-        if text is not None:
-            text = text.to(self.device, dtype)
-            _, text_global = self.model.text_transformer(text.tokens, text.pooled, text.mask)
-        return self.model.styles(
-            1, text_global=text_global, generator=generator, truncation_psi=truncation_psi
-        )
+        self, text: TextEmbeddings | None, generator: torch.Generator, truncation_psi: float
+    ) -> torch.Tensor | None:
+        """ws (1, ...): the one z of this image, shared by all its tiles; None for models
+        without styles. Made in the model's current dtype."""
+        if not self.model.uses_styles:
+            return None
+        return self.model.image_styles(text, generator=generator, truncation_psi=truncation_psi)
 
     def _upscale_rgb(
         self,
@@ -666,8 +409,8 @@ class Upscaler:
         still not finite, :class:`NonFiniteOutputError`.
         """
         generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
-        ws = self._styles(text, generator, truncation_psi, self.dtype)
-        noise_std = self.model.config.get("input_noise_std", 0.0)
+        ws = self._styles(text, generator, truncation_psi)
+        noise_std = self.model.input_noise_std
         if noise_std:
             # AuraSR perturbs its input with Gaussian noise (a training augmentation its
             # reference keeps at inference). Drawn once for the whole image, after z, from the
@@ -698,10 +441,7 @@ class Upscaler:
                     if ws_fp32 is None:
                         # A fresh generator from the seed draws the same z first.
                         ws_fp32 = self._styles(
-                            text,
-                            torch.Generator().manual_seed(seed),
-                            truncation_psi,
-                            torch.float32,
+                            text, torch.Generator().manual_seed(seed), truncation_psi
                         )
                     detail = self._network(self.model, lq_fp32, tile_text, ws_fp32, torch.float32)
             finite = torch.isfinite(detail).flatten(1).all(dim=1)
@@ -722,7 +462,7 @@ class Upscaler:
                 size_multiple=self.size_multiple,
                 scale=self.scale,
                 # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
-                min_side=min(2 * self.size_multiple, tile),
+                min_side=min(self.model.min_size, tile),
             )
             tiles_done = 0
             try:
@@ -750,7 +490,7 @@ class Upscaler:
         model: Callable[..., Any],
         lq: torch.Tensor,
         text: TextEmbeddings | None,
-        ws: torch.Tensor,
+        ws: torch.Tensor | None,
         dtype: torch.dtype,
     ) -> torch.Tensor:
         """The network's part of hq (without the interpolated input) for float32 tiles ``lq``
@@ -758,7 +498,9 @@ class Upscaler:
         lq = lq.to(dtype)
         if self.channels_last:
             lq = lq.contiguous(memory_format=torch.channels_last)
-        return model(lq, text, ws=ws.expand(lq.shape[0], -1, -1), add_input=False).hq
+        if ws is not None:
+            ws = ws.expand(lq.shape[0], *ws.shape[1:])
+        return model(lq, text, ws=ws, add_input=False).hq
 
     @contextlib.contextmanager
     def _in_fp32(self) -> Iterator[None]:
@@ -797,7 +539,7 @@ class Upscaler:
         ]
         if broken:
             cause = (
-                f"its weights hold NaN/Inf values ({_first_few(broken)}), so the weights file "
+                f"its weights hold NaN/Inf values ({first_few(broken)}), so the weights file "
                 "is corrupt or comes from a training run that diverged; export it again from a "
                 "good checkpoint, or use another model"
             )

@@ -45,13 +45,8 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import numpy_to_pil
 from PIL import Image
 
-from upsampler.inference.upscaler import (
-    UpscaleProgress,
-    Upscaler,
-    resolve_device,
-    resolve_dtype,
-    supported_dtypes,
-)
+from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
+from upsampler.inference.upscaler import UpscaleProgress, Upscaler
 from upsampler.models.generator import GigaGANUpsampler
 from upsampler.text.base import TextEmbeddings, TextEncoder
 
@@ -114,7 +109,8 @@ class UpscaledPipeline(DiffusionPipeline):
         self.text_encoder = text_encoder
         self._upscale_device = None if upscale_device is None else resolve_device(upscale_device)
         if upscale_dtype is not None and self._upscale_device is not None:
-            resolve_dtype(upscale_dtype, self._upscale_device)  # an impossible pair fails now
+            # an impossible pair fails now
+            resolve_dtype(upscale_dtype, self._upscale_device, upsampler)
         self._upscale_dtype = upscale_dtype
         self._upscaler = upscaler
 
@@ -169,11 +165,10 @@ class UpscaledPipeline(DiffusionPipeline):
         """The :class:`Upscaler` the next call uses, on the device and dtype it resolves to now."""
         device = self._upscale_device or self.base._execution_device
         if self._upscale_dtype is not None:
-            dtype = resolve_dtype(self._upscale_dtype, device)
+            dtype = resolve_dtype(self._upscale_dtype, device, self.upsampler)
         else:
-            dtype = (
-                self.base.dtype if self.base.dtype in supported_dtypes(device) else torch.float32
-            )
+            usable = usable_dtypes(device, self.upsampler)
+            dtype = self.base.dtype if self.base.dtype in usable else torch.float32
         current = self._upscaler
         if (
             current is None
@@ -340,7 +335,9 @@ def upscale_pipeline_output(
                 f"upscaler must be an Upscaler or a GigaGANUpsampler, got {type(upscaler).__name__}"
             )
         device = upscaler.device
-        dtype = upscaler.dtype if upscaler.dtype in supported_dtypes(device) else torch.float32
+        dtype = (
+            upscaler.dtype if upscaler.dtype in usable_dtypes(device, upscaler) else torch.float32
+        )
         upscaler = Upscaler(upscaler, device=device, dtype=dtype)
     if output_type is not None and output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")

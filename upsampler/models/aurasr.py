@@ -411,6 +411,32 @@ class AuraSRUpsampler(ModelMixin, ConfigMixin):
 
     #: the Upscaler shares one style per image: (B, num_styles, style_dim) with one slot here
     num_styles = 1
+    #: the output depends on the style noise z (AuraSR's ``noise``)
+    uses_styles = True
+
+    @property
+    def min_size(self) -> int:
+        return 2 * self.size_multiple
+
+    @property
+    def input_noise_std(self) -> float:
+        return float(self.config.input_noise_std)
+
+    def supports_dtype(self, dtype: torch.dtype) -> bool:
+        """fp32, bf16 and fp16: the styles stay fp32 whatever the weights' dtype."""
+        return dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+    def image_styles(
+        self,
+        text: TextEmbeddings | None,
+        *,
+        generator: torch.Generator,
+        truncation_psi: float = 1.0,
+    ) -> torch.Tensor:
+        """ws (1, 1, style_dim) of one image, its z drawn from ``generator``; no text."""
+        if text is not None:
+            raise ValueError("AuraSR is unconditional: text must be None")
+        return self.styles(1, generator=generator, truncation_psi=truncation_psi)
 
     def activation_elements(self, tile: int) -> float:
         """A rough upper bound of the activation elements one ``tile x tile`` forward holds at

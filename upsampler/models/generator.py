@@ -318,6 +318,38 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
     def text_conditioning(self) -> bool:
         return self.config.text_conditioning
 
+    @property
+    def min_size(self) -> int:
+        """Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers."""
+        return 2 * self.size_multiple
+
+    #: the output depends on the style noise z (the engine shares one z across an image's tiles)
+    uses_styles = True
+    #: no noise on the input (AuraSR has some)
+    input_noise_std = 0.0
+
+    def supports_dtype(self, dtype: torch.dtype) -> bool:
+        """fp32, bf16 and fp16 (the engine retries a tile in fp32 if fp16 overflows)."""
+        return dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+    def image_styles(
+        self,
+        text: TextEmbeddings | None,
+        *,
+        generator: torch.Generator,
+        truncation_psi: float = 1.0,
+    ) -> torch.Tensor:
+        """ws (1, num_styles, style_dim) of one image: its z from ``generator``, mapped with
+        the global token of ``text`` (the text transformer's, from the prompt's embeddings)."""
+        text_global = None
+        if text is not None:
+            weight = next(self.parameters())  # the text branch runs in the model's dtype
+            text = text.to(weight.device, weight.dtype)
+            _, text_global = self.text_transformer(text.tokens, text.pooled, text.mask)
+        return self.styles(
+            1, text_global=text_global, generator=generator, truncation_psi=truncation_psi
+        )
+
     def pyramid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """(H, W) of every pyramid level for an input of ``height x width``, lowest first."""
         sizes = []

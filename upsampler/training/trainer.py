@@ -242,7 +242,7 @@ class Trainer:
         """
         from safetensors.torch import load_file
 
-        from upsampler.inference.registry import BUILTIN_MODELS, builtin_path
+        from upsampler.models.registry import BUILTIN_MODELS, builtin_path
 
         path = builtin_path(source) if source in BUILTIN_MODELS else Path(source)
         if (path / "generator_ema" / "config.json").is_file():  # a checkpoint of a run
