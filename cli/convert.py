@@ -46,14 +46,8 @@ def aurasr(
 ) -> None:
     """Convert AuraSR weights (v1 or v2) into a model folder of ours, checking every tensor."""
     from upsampler.models.aurasr_checkpoint import convert_aurasr
-    from upsampler.training.checkpoints import check_output_folder
 
-    source_folder = source if source.is_dir() else source.parent
     try:
-        # The rule every command that writes a model folder follows (see upsampler export).
-        check_output_folder(
-            output, sources={"the AuraSR folder": source_folder}, overwrite=overwrite
-        )
         folder = convert_aurasr(source, output, overwrite=overwrite)
     except (OSError, ValueError) as error:  # missing/bad files, existing output
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

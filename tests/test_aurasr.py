@@ -8,6 +8,7 @@ layout or converted in memory, and ours must compute the same function.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,10 @@ def test_convert_cli_round_trip(aurasr_folder, tmp_path):
         "diffusion_pytorch_model.safetensors",
     ]
     assert json.loads((output / "config.json").read_text())["_class_name"] == "AuraSRUpsampler"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for file in output.iterdir():  # safetensors writes 0600; a model folder is for sharing
+        assert file.stat().st_mode & 0o777 == 0o666 & ~mask, file.name
     assert isinstance(AuraSRUpsampler.from_pretrained(output), AuraSRUpsampler)
     lq = smooth_image(40, 24)
     source = Upscaler.from_pretrained(aurasr_folder, device="cpu").upscale(lq, seed=3)

@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from upsampler.io.files import umask
+
 # 40 megapixels in: a 4x output of that is 640 megapixels (about 2 GB as 8-bit RGB).
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -473,12 +475,6 @@ def format_for_suffix(path: str | os.PathLike) -> str:
     return name
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -495,7 +491,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         yield temporary
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        os.chmod(temporary, 0o666 & ~umask())  # mkstemp makes 0600 files
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

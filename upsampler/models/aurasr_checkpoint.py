@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -297,36 +296,21 @@ def convert_aurasr(
     """Write an AuraSR folder's weights as our ``save_pretrained`` folder ``output``.
 
     Files are written to a hidden folder inside ``output`` and renamed into place, the weights
-    before config.json, so ``output`` never holds a partial model; nothing is written outside it.
+    before config.json, with ordinary file modes, so ``output`` never holds a partial model;
+    nothing is written outside it (:mod:`upsampler.io.files`).
 
     Raises:
         FileNotFoundError, AuraSRFormatError: see :func:`load_aurasr`.
-        FileExistsError: ``output`` already holds a model and ``overwrite`` is off.
-        ValueError: ``output`` is the source folder, or a file.
+        FileExistsError: ``output`` is not empty and ``overwrite`` is off (with it, only the
+            model files are replaced).
+        ValueError: ``output`` is, is inside or contains the source folder, or is a file.
     """
-    model = load_aurasr(source)
-    output = Path(output).expanduser()
+    from upsampler.io.files import check_output_folder, write_model_folder
+
     source_folder = aurasr_files(source)[0].parent
-    if output.resolve() == source_folder.resolve():
-        raise ValueError(f"output {output} is the AuraSR folder itself; choose another folder")
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"output {output} exists and is not a folder")
-    if output.is_dir() and not overwrite:
-        existing = [p.name for p in output.iterdir() if p.suffix in (".json", ".safetensors")]
-        if existing:
-            raise FileExistsError(
-                f"{output} already holds {', '.join(sorted(existing))}; pass overwrite to replace"
-            )
-    output.mkdir(parents=True, exist_ok=True)
-    staging = output / f".convert-{uuid.uuid4().hex[:8]}.part"
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        written = sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_NAME)
-        for file in written:
-            os.replace(file, output / file.name)
-    finally:
-        for leftover in staging.glob("*") if staging.exists() else ():
-            leftover.unlink()
-        if staging.exists():
-            staging.rmdir()
-    return output
+    # The rule every writer of a model folder follows (upsampler export too).
+    output = check_output_folder(
+        output, sources={"the AuraSR folder": source_folder}, overwrite=overwrite
+    )
+    model = load_aurasr(source)
+    return write_model_folder(output, model.save_pretrained)

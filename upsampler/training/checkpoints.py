@@ -24,10 +24,17 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from upsampler.io.files import (
+    check_output_folder,
+    set_file_modes,
+    short_list,
+    write_model_folder,
+)
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 RUN_FILE = "run.json"
@@ -88,7 +95,7 @@ def check_run_folder(run_dir: str | Path, *, resume: bool) -> None:
     entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     if entries:
         latest = latest_checkpoint(run_dir)
-        held = f"its checkpoints up to {latest.name}" if latest else _names(entries)
+        held = f"its checkpoints up to {latest.name}" if latest else short_list(entries)
         raise RunFolderError(
             f"the run folder {run_dir} is not empty (it holds {held}): continue that run with "
             "--resume, or train into a new folder with -o NEW_FOLDER (train.output_dir)"
@@ -186,78 +193,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 # ---------------------------------------------------------------------- model folders
 
 
-def check_output_folder(
-    output: str | Path, *, sources: Mapping[str, str | Path] | None = None, overwrite: bool = False
-) -> Path:
-    """Refuse a model folder destination that would destroy something.
-
-    Args:
-        output: the folder to write.
-        sources: what is read to write it, by what messages call it (``{"the run folder": run}``):
-            ``output`` may be none of them, nor inside one, nor contain one, even with
-            ``overwrite``.
-        overwrite: allow a folder that is not empty (only the files written are replaced).
-
-    Raises:
-        ValueError: ``output`` is, is inside or contains a source, or is a file.
-        FileExistsError: ``output`` is a folder that is not empty and ``overwrite`` is off.
-    """
-    output = Path(output).expanduser()
-    target = output.resolve()
-    resolved = [(label, Path(p).expanduser().resolve()) for label, p in (sources or {}).items()]
-    # Equal first, then inside, then containing: the message names the closest relation.
-    for label, source in resolved:
-        if target == source:
-            raise ValueError(f"output {output} is {label} itself; choose another folder")
-    for label, source in resolved:
-        if source in target.parents:
-            raise ValueError(
-                f"output {output} is inside {label} {source}; choose a folder outside it"
-            )
-    for label, source in resolved:
-        if target in source.parents:
-            raise ValueError(f"output {output} contains {label} {source}; choose another folder")
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"output {output} exists and is not a folder")
-    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
-    if entries and not overwrite:
-        raise FileExistsError(
-            f"{output} already holds {_names(entries)}; write to a new or empty folder, or pass "
-            "--overwrite to replace the model files there (config.json, *.safetensors; "
-            "other files are kept)"
-        )
-    return output
-
-
-def write_model_folder(output: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(staging)`` for a hidden folder inside ``output``, then move each file it
-    wrote into ``output``, ``config.json`` last.
-
-    Files of ``output`` with the same names are replaced; nothing else there is touched, and
-    nothing is written outside ``output``. Check the destination first with
-    :func:`check_output_folder`.
-    """
-    created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    staging = output / f".write-{uuid.uuid4().hex[:8]}.part"
-    try:
-        staging.mkdir()
-        write(staging)
-        set_file_modes(staging)
-        written = sorted(staging.iterdir(), key=lambda p: (p.name == "config.json", p.name))
-        if folders := [p.name for p in written if p.is_dir()]:
-            raise ValueError(f"a model folder of files only was expected, got folders {folders}")
-        for file in written:
-            os.replace(file, output / file.name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(output.iterdir()):
-            output.rmdir()
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
-    return output
-
-
 def export_release(
     source: str | Path, output_dir: str | Path, *, fp16: bool = False, overwrite: bool = False
 ) -> Path:
@@ -292,24 +227,6 @@ def export_release(
 # ---------------------------------------------------------------------- files
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def set_file_modes(folder: Path) -> None:
-    """Give ``folder`` and everything in it the modes a plain ``open``/``mkdir`` would:
-    ``0o666 & ~umask`` for files, ``0o777 & ~umask`` for folders (safetensors writes 0600)."""
-    mask = _umask()
-    os.chmod(folder, 0o777 & ~mask)
-    for root, folders, files in os.walk(folder):
-        for name in folders:
-            os.chmod(os.path.join(root, name), 0o777 & ~mask)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o666 & ~mask)
-
-
 def _write_text(path: Path, text: str) -> None:
     """Write a small text file atomically (a temporary file beside it, renamed over it)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -319,8 +236,3 @@ def _write_text(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _names(entries: list[str], shown: int = 4) -> str:
-    more = f" and {len(entries) - shown} more" if len(entries) > shown else ""
-    return ", ".join(entries[:shown]) + more
