@@ -389,3 +389,38 @@ def test_info_describes_builtin_and_checkpoint_models(tmp_path):
     assert "at least 16 px" in lines["input"]
     result = runner.invoke(app, ["info", str(tmp_path / "missing.pth")])
     assert result.exit_code == 2 and "neither a built-in name" in result.output
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_training_starts_from_a_cached_hub_id_and_refuses_other_architectures(
+    tmp_path, offline_cache
+):
+    from test_training import TINY_MODEL, textured, tiny_recipe
+
+    from upsampler import GigaGANUpsampler
+    from upsampler.training import RecipeError, Trainer, recipe_from_dict
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        textured(index).save(photos / f"{index}.png")
+    torch.manual_seed(3)
+    trained = GigaGANUpsampler(**TINY_MODEL)
+    trained.save_pretrained(tmp_path / "release")
+    cache_repo(
+        offline_cache, "someone/tiny-4x", {p.name: p for p in (tmp_path / "release").iterdir()}
+    )
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"init_from": "someone/tiny-4x"})
+    trainer = Trainer(recipe_from_dict(recipe))
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(trainer.generator.state_dict()[key], value, rtol=0, atol=0)
+
+    checkpoint = _save(_compact(), tmp_path / "4x-Compact.pth")
+    recipe = tiny_recipe(photos, tmp_path / "run2", train={"init_from": str(checkpoint)})
+    with pytest.raises(RecipeError, match="single checkpoint file"):
+        Trainer(recipe_from_dict(recipe))
+    recipe = tiny_recipe(photos, tmp_path / "run3", train={"init_from": "someone/not-cached"})
+    with pytest.raises(RecipeError, match="train.init_from: .*not in the Hugging Face cache"):
+        Trainer(recipe_from_dict(recipe))

@@ -520,7 +520,7 @@ def test_init_from_starts_from_trained_weights(photos, tmp_path):
 
 @pytest.mark.parametrize(
     "init_from, message",
-    [("missing-folder", "neither a built-in model"), ("other-model", "do not fit")],
+    [("missing-folder", "neither a built-in name"), ("other-model", "do not fit")],
 )
 def test_init_from_rejects_bad_weights(photos, tmp_path, init_from, message):
     GigaGANUpsampler(**{**TINY_MODEL, "encoder_channels": [8, 8]}).save_pretrained(

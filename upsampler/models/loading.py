@@ -56,15 +56,36 @@ def load_model(name_or_path: str | os.PathLike, *, revision: str | None = None) 
         FileNotFoundError, ValueError: an AuraSR folder with a missing or malformed file.
     """
     name = str(name_or_path)
+    path = locate(name, revision=revision)
     if name in BUILTIN_MODELS:
-        path = builtin_path(name)
         check_weights(path, GigaGANUpsampler)
         return GigaGANUpsampler.from_pretrained(path, use_safetensors=True).eval()
+    try:
+        return _load_local(path)
+    except ModelUnavailableError as error:
+        if path == Path(name).expanduser():
+            raise
+        raise ModelUnavailableError(f"Hub id {name!r}: {error}") from error
+
+
+def locate(name_or_path: str | os.PathLike, *, revision: str | None = None) -> Path:
+    """The local folder or file behind ``name_or_path``: a built-in model's folder in the
+    package, an existing path as it is, a Hub id's snapshot folder or file (downloaded, or
+    from the cache). Nothing is loaded; training's ``init_from`` reads the weights itself.
+
+    Raises:
+        ModelUnavailableError: as :func:`load_model`, for names that lead nowhere.
+    """
+    name = str(name_or_path)
+    if name in BUILTIN_MODELS:
+        if revision is not None:
+            raise ModelUnavailableError(f"--revision applies to Hub ids, not to built-in {name!r}")
+        return builtin_path(name)
     path = Path(name).expanduser()
     if path.exists():
         if revision is not None:
             raise ModelUnavailableError(f"--revision applies to Hub ids, not to the local {path}")
-        return _load_local(path)
+        return path
     from upsampler.models import hub
 
     parsed = hub.parse_hub_id(name)
@@ -74,11 +95,7 @@ def load_model(name_or_path: str | os.PathLike, *, revision: str | None = None) 
             f"({', '.join(BUILTIN_MODELS)}) nor a Hub id (owner/repo, or "
             "owner/repo/FILE.safetensors)"
         )
-    local = hub.download(name, revision=revision)
-    try:
-        return _load_local(local)
-    except ModelUnavailableError as error:
-        raise ModelUnavailableError(f"Hub id {name!r}: {error}") from error
+    return hub.download(name, revision=revision)
 
 
 def _load_local(path: Path) -> UpsamplerModel:

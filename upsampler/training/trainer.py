@@ -234,7 +234,9 @@ class Trainer:
         return broadcast_object_list([value])[0]
 
     def _init_generator(self, source: str) -> None:
-        """Load ``train.init_from`` (built-in name, save_pretrained folder or checkpoint) into the generator.
+        """Load ``train.init_from`` into the generator: a built-in name, a save_pretrained
+        folder, a checkpoint folder of a run, or a Hub id of such a folder (found by the one
+        model loader, :func:`upsampler.models.loading.locate`).
 
         The weights are read here, not through ``from_pretrained``, so that weights which do
         not fit get a message naming the keys and the config settings that differ, instead of
@@ -242,15 +244,25 @@ class Trainer:
         """
         from safetensors.torch import load_file
 
-        from upsampler.models.registry import BUILTIN_MODELS, builtin_path
+        from upsampler.models.loading import locate
+        from upsampler.models.registry import ModelUnavailableError
 
-        path = builtin_path(source) if source in BUILTIN_MODELS else Path(source)
+        try:
+            path = locate(source)
+        except ModelUnavailableError as error:
+            raise RecipeError(f"train.init_from: {error}") from error
+        if path.is_file():
+            raise RecipeError(
+                f"train.init_from: {source} is a single checkpoint file; init_from takes the "
+                "weights of a model with this recipe's [model] (a folder with config.json), not "
+                "another architecture"
+            )
         if (path / "generator_ema" / "config.json").is_file():  # a checkpoint of a run
             path = path / "generator_ema"
         if not (path / "config.json").is_file():
             raise RecipeError(
                 f"train.init_from: {source} is neither a built-in model, a save_pretrained folder "
-                "(config.json + safetensors) nor a checkpoint folder of a run"
+                "(config.json + safetensors), a checkpoint folder of a run, nor a Hub id of one"
             )
         weights = path / "diffusion_pytorch_model.safetensors"
         if not weights.is_file():
