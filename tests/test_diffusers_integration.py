@@ -458,3 +458,33 @@ def test_the_engine_does_not_import_the_integration():
         "sys.exit(int('upsampler.integrations.diffusers' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- any loadable model -----------------------------------------------------------------------
+
+
+def test_a_community_checkpoint_file_post_processes_a_pipeline(ddpm, tmp_path):
+    from spandrel.architectures.Compact import Compact
+
+    from upsampler.models import SpandrelUpsampler
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "4x-Compact.pth"
+    torch.save(Compact(num_feat=8, num_conv=2, upscale=4).state_dict(), checkpoint)
+    pipe = UpscaledPipeline(ddpm, str(checkpoint), upscale_device="cpu")
+    assert isinstance(pipe.upsampler, SpandrelUpsampler)
+    images = pipe(batch_size=2, output_type="np", **seeded()).images
+    assert images.shape == (2, 128, 128, 3)
+    # The same checkpoint on images that already exist, given as a bare model.
+    base = ddpm(batch_size=1, output_type="pt", **seeded())
+    upscaled = upscale_pipeline_output(base, pipe.upsampler, output_type="pt")
+    assert upscaled.images.shape == (1, 3, 128, 128)
+    # It has no folder format of ours: saving says what to do instead, and writes nothing.
+    with pytest.raises(TypeError, match="keep the checkpoint file"):
+        pipe.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+
+
+def test_anything_else_is_refused_with_the_accepted_kinds(ddpm):
+    with pytest.raises(TypeError, match="an Upscaler, an upsampler model or a name"):
+        UpscaledPipeline(ddpm, torch.nn.Conv2d(3, 3, 1))

@@ -19,7 +19,8 @@ Images that already exist go through :func:`upscale_pipeline_output`; latents (a
 ``output_type="latent"``) are decoded by :func:`decode_latents` first.
 
 The wrapper is a :class:`~diffusers.DiffusionPipeline` with two components, ``base`` (the whole
-base pipeline) and ``upsampler`` (a :class:`GigaGANUpsampler`), so ``save_pretrained`` writes
+base pipeline) and ``upsampler`` (a :class:`GigaGANUpsampler`, or any model of the engine's
+contract: AuraSR, a community checkpoint), so ``save_pretrained`` writes (for our models)
 
     model_index.json   {"base": ["stable_diffusion", "StableDiffusionPipeline"],
                         "upsampler": ["upsampler.models.generator", "GigaGANUpsampler"], ...}
@@ -42,12 +43,14 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import numpy_to_pil
 from PIL import Image
 
 from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
 from upsampler.inference.upscaler import UpscaleProgress, Upscaler
-from upsampler.models.generator import GigaGANUpsampler
+from upsampler.models.contract import UpsamplerModel
+from upsampler.models.loading import load_model
 from upsampler.text.base import TextEmbeddings, TextEncoder
 
 __all__ = [
@@ -70,8 +73,12 @@ class UpscaledPipeline(DiffusionPipeline):
 
     Args:
         base: any :class:`~diffusers.DiffusionPipeline` that returns images.
-        upsampler: an :class:`Upscaler` (its tiling and text encoder are kept) or a bare
-            :class:`GigaGANUpsampler`. Its model is registered as the ``upsampler`` component.
+        upsampler: an :class:`Upscaler` (its tiling and text encoder are kept), a bare model
+            (GigaGAN, AuraSR, a community checkpoint from
+            :func:`~upsampler.models.loading.load_model`), or anything ``load_model`` accepts
+            (a built-in name, folder, checkpoint file or Hub id). Its model is registered as
+            the ``upsampler`` component; ``save_pretrained`` saves it when it is a model of
+            ours (GigaGAN, AuraSR), and refuses a community checkpoint (keep its file).
         text_encoder: for a text-conditioned upsampler: turns prompts into the embeddings it
             was trained with (not the base pipeline's text encoder). Default: the Upscaler's.
             It is not saved by ``save_pretrained``; pass it again to ``from_pretrained``.
@@ -88,7 +95,7 @@ class UpscaledPipeline(DiffusionPipeline):
     def __init__(
         self,
         base: DiffusionPipeline,
-        upsampler: GigaGANUpsampler | Upscaler,
+        upsampler: UpsamplerModel | Upscaler | str | os.PathLike,
         text_encoder: TextEncoder | None = None,
         upscale_device: str | torch.device | None = None,
         upscale_dtype: str | torch.dtype | None = None,
@@ -99,12 +106,12 @@ class UpscaledPipeline(DiffusionPipeline):
                 f"base must be a diffusers DiffusionPipeline, got {type(base).__name__}"
             )
         upscaler = None
+        if isinstance(upsampler, str | os.PathLike):
+            upsampler = load_model(upsampler)
         if isinstance(upsampler, Upscaler):
             upscaler, upsampler = upsampler, upsampler.model
             text_encoder = text_encoder if text_encoder is not None else upscaler.text_encoder
-        if not isinstance(upsampler, GigaGANUpsampler):
-            kind = type(upsampler).__name__
-            raise TypeError(f"upsampler must be an Upscaler or a GigaGANUpsampler, got {kind}")
+        _check_model(upsampler, "upsampler")
         self.register_modules(base=base, upsampler=upsampler)
         self.text_encoder = text_encoder
         self._upscale_device = None if upscale_device is None else resolve_device(upscale_device)
@@ -133,6 +140,22 @@ class UpscaledPipeline(DiffusionPipeline):
         if isinstance(dtype, torch.dtype) and "base" not in kwargs:
             pipe.base.to(dtype)
         return pipe
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """diffusers' ``save_pretrained``: ``base/``, ``upsampler/`` and ``model_index.json``.
+
+        Raises:
+            TypeError: the upsampler is a community checkpoint (spandrel), which has no folder
+                format of ours: save the base pipeline alone and keep the checkpoint file.
+        """
+        if not isinstance(self.upsampler, ModelMixin):
+            raise TypeError(
+                f"the upsampler is a {type(self.upsampler).__name__} "
+                f"({getattr(self.upsampler, 'architecture', 'community checkpoint')}), which "
+                "save_pretrained cannot write: save pipe.base and keep the checkpoint file, "
+                "then build UpscaledPipeline(base, FILE) again"
+            )
+        super().save_pretrained(save_directory, **kwargs)
 
     # ------------------------------------------------------------------ where things run
 
@@ -289,12 +312,20 @@ class UpscaledPipeline(DiffusionPipeline):
         return _with_images(result, upscaled)
 
 
+def _check_model(model: object, name: str) -> None:
+    if not (isinstance(model, torch.nn.Module) and isinstance(model, UpsamplerModel)):
+        raise TypeError(
+            f"{name} must be an Upscaler, an upsampler model or a name load_model accepts, got "
+            f"{type(model).__name__}"
+        )
+
+
 # ---------------------------------------------------------------------- existing images
 
 
 def upscale_pipeline_output(
     output: Any,
-    upscaler: Upscaler | GigaGANUpsampler,
+    upscaler: Upscaler | UpsamplerModel,
     prompt: Prompt = None,
     *,
     num_images_per_prompt: int = 1,
@@ -314,7 +345,8 @@ def upscale_pipeline_output(
             returns with ``return_dict=False``, or the images themselves: a PIL image or list
             of them, a NumPy array (H, W, 3) / (B, H, W, 3), a tensor (3, H, W) /
             (B, 3, H, W) in [0, 1], or latents (B, C, h, w) from ``output_type="latent"``.
-        upscaler: an :class:`Upscaler`, or a bare :class:`GigaGANUpsampler` run where it is.
+        upscaler: an :class:`Upscaler`, or a bare model (any
+            :class:`~upsampler.models.contract.UpsamplerModel`) run where it is.
         prompt: what made the images, for a text-conditioned upsampler (ignored by an
             unconditional one): one text, one per prompt of the pipeline call (expanded by
             ``num_images_per_prompt``, prompt-major as diffusers orders images), one per image,
@@ -330,15 +362,11 @@ def upscale_pipeline_output(
         fields kept), a tuple, a list, an array, a tensor or a single image.
     """
     if not isinstance(upscaler, Upscaler):
-        if not isinstance(upscaler, GigaGANUpsampler):
-            raise TypeError(
-                f"upscaler must be an Upscaler or a GigaGANUpsampler, got {type(upscaler).__name__}"
-            )
-        device = upscaler.device
-        dtype = (
-            upscaler.dtype if upscaler.dtype in usable_dtypes(device, upscaler) else torch.float32
-        )
-        upscaler = Upscaler(upscaler, device=device, dtype=dtype)
+        _check_model(upscaler, "upscaler")
+        weight = next(upscaler.parameters())
+        usable = usable_dtypes(weight.device, upscaler)
+        dtype = weight.dtype if weight.dtype in usable else torch.float32
+        upscaler = Upscaler(upscaler, device=weight.device, dtype=dtype)
     if output_type is not None and output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
     if upscaler.text_conditioning:
