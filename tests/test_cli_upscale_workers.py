@@ -243,22 +243,29 @@ def test_two_runs_on_one_folder_share_the_work(tmp_path, reference, model_dir):
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
 
-def test_torchrun_processes_split_a_folder(tmp_path, reference, model_dir):
-    inputs, expected, names = reference
-    out = tmp_path / "out"
+def _torchrun(*upscale_args: str, port: int) -> subprocess.CompletedProcess:
+    """``torchrun -m upsampler_cli.app upscale ARGS`` with two CPU processes (gloo)."""
     command = [
         str(BIN / "torchrun"),
         "--nproc-per-node",
         "2",
         "--master-port",
-        str(29500 + os.getpid() % 1000),
+        str(port + os.getpid() % 1000),
         "-m",
         "upsampler_cli.app",
-        *_upscale_command(str(inputs), "-o", str(out), "-m", str(model_dir), "--tile", "16")[1:],
+        *_upscale_command(*upscale_args)[1:],
         "--device",
         "cpu",
     ]
-    result = subprocess.run(command, env=_environment(), capture_output=True, text=True)
+    return subprocess.run(command, env=_environment(), capture_output=True, text=True)
+
+
+def test_torchrun_processes_split_a_folder(tmp_path, reference, model_dir):
+    inputs, expected, names = reference
+    out = tmp_path / "out"
+    result = _torchrun(
+        str(inputs), "-o", str(out), "-m", str(model_dir), "--tile", "16", port=29500
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # Only the main process prints the summary, and it counts both processes' work.
     lines = result.stdout.splitlines()
@@ -276,25 +283,9 @@ def test_torchrun_processes_split_a_folder(tmp_path, reference, model_dir):
 def test_a_failure_in_any_process_sets_the_exit_code(tmp_path, model_dir):
     names = _images(tmp_path / "in", 4)
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png at all")
-    command = [
-        str(BIN / "torchrun"),
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(30500 + os.getpid() % 1000),
-        "-m",
-        "upsampler_cli.app",
-        "upscale",
-        str(tmp_path / "in"),
-        "-o",
-        str(tmp_path / "out"),
-        "-m",
-        str(model_dir),
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(command, env=_environment(), capture_output=True, text=True)
+    result = _torchrun(
+        str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(model_dir), port=30500
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"done {len(names)}, skipped 0, failed 1" in result.stdout
     assert "1 input(s) failed:" in result.stderr

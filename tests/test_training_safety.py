@@ -434,9 +434,9 @@ def other_shapes(weights: Path) -> None:
     "change, message",
     [
         # diffusers loads this with a random weight and a warning: silently wrong.
-        (drop_a_key, r"1 missing \(e.g. decoder_attention.1.ff.0.bias\)"),
+        (drop_a_key, r"missing keys decoder_attention.1.ff.0.bias;? ?"),
         # diffusers advises ignore_mismatched_sizes, an argument no recipe has.
-        (other_shapes, r"of another shape \(e.g. [^ ]+ \(\d+,[\d, ]*\) in the file"),
+        (other_shapes, r"wrong shapes [^ ]+ \[\d+[\d, ]*\] \(this recipe: \[\d+[\d, ]*\]\)"),
         (lambda weights: weights.unlink(), "has a config.json but no diffusion_pytorch_model"),
         (lambda weights: weights.write_bytes(b"not safetensors"), "not a readable safetensors"),
     ],

@@ -43,7 +43,8 @@ from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dt
 from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
 from upsampler.models.contract import UpsamplerModel
-from upsampler.models.loading import first_few, load_model
+from upsampler.models.loading import load_model
+from upsampler.models.weights_check import first_few
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
 # Largest tile tried when none is given: on the CPU, 96 px tiles are the fastest per pixel

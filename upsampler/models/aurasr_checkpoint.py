@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from upsampler.models.aurasr import DEFAULT_SKIP_CONNECT_SCALE, AuraSRUpsampler
+from upsampler.models.weights_check import tensor_mismatch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -261,27 +262,15 @@ def load_aurasr(path: str | os.PathLike) -> AuraSRUpsampler:
     except ValueError as error:
         raise AuraSRFormatError(f"{config_path}: {error}") from error
     converted = convert_aurasr_state_dict(state_dict)
-    expected = model.state_dict()
     # Keys the file has are named as in the file; missing ones can only be named as ours.
     original = {convert_aurasr_key(key): key for key in state_dict}
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(original[k] for k in set(converted) - set(expected))
-    wrong = sorted(
-        f"{original[k]} {list(converted[k].shape)} (config.json: {list(expected[k].shape)})"
-        for k in set(expected) & set(converted)
-        if converted[k].shape != expected[k].shape
+    details = tensor_mismatch(
+        {key: tuple(value.shape) for key, value in model.state_dict().items()},
+        {key: tuple(value.shape) for key, value in converted.items()},
+        missing_label="missing keys (as converted)",
+        name=lambda key: original.get(key, key),
     )
-    if missing or unexpected or wrong:
-        details = "; ".join(
-            f"{label} {', '.join(keys[:3])}"
-            + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
-            for label, keys in (
-                ("missing keys (as converted)", missing),
-                ("unexpected keys", unexpected),
-                ("wrong shapes", wrong),
-            )
-            if keys
-        )
+    if details:
         raise AuraSRFormatError(
             f"{weights_path} does not match the architecture in {config_path}: {details}. The file is incomplete, or the config.json beside it is another "
             "model's; download both files again from the same release"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from upsampler.models.registry import (
     builtin_path,
 )
 from upsampler.models.spandrel_model import CHECKPOINT_SUFFIXES, load_spandrel_file
+from upsampler.models.weights_check import tensor_mismatch
 
 
 def load_model(name_or_path: str | os.PathLike, *, revision: str | None = None) -> UpsamplerModel:
@@ -206,25 +206,10 @@ def check_weights(folder: Path, model_class: type[ModelMixin]) -> None:
             f"built: {error}"
         ) from error
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    missing = sorted(expected.keys() - found.keys())
-    unexpected = sorted(found.keys() - expected.keys())
-    reshaped = sorted(
-        f"{key} {list(found[key])} (config.json: {list(expected[key])})"
-        for key in expected.keys() & found.keys()
-        if found[key] != expected[key]
-    )
-    if not (missing or unexpected or reshaped):
+    problems = tensor_mismatch(expected, found)
+    if not problems:
         return
     where = files[0] if len(files) == 1 else f"the {len(files)} shards in {folder}"
-    problems = "; ".join(
-        f"{label} {first_few(keys)}"
-        for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", reshaped),
-        )
-        if keys
-    )
     raise ModelWeightsError(
         f"the weights in {where} do not match {folder / 'config.json'}: {problems}. The file is incomplete or was saved from another model; write the folder "
         "again with save_pretrained or `upsampler export`"
@@ -252,9 +237,3 @@ def _weight_files(folder: Path) -> list[Path]:
             "model's weights"
         )
     return [single]
-
-
-def first_few(names: Sequence[str], count: int = 3) -> str:
-    """'a, b, c (and 12 more)'."""
-    more = f" (and {len(names) - count} more)" if len(names) > count else ""
-    return ", ".join(names[:count]) + more

@@ -246,6 +246,7 @@ class Trainer:
 
         from upsampler.models.loading import locate
         from upsampler.models.registry import ModelUnavailableError
+        from upsampler.models.weights_check import tensor_mismatch
 
         try:
             path = locate(source)
@@ -276,28 +277,16 @@ class Trainer:
             raise RecipeError(
                 f"train.init_from: {weights} is not a readable safetensors file ({error})"
             ) from error
-        expected = self.generator.state_dict()
-        missing = [k for k in expected if k not in loaded]
-        unexpected = [k for k in loaded if k not in expected]
-        reshaped = [
-            f"{k} {tuple(loaded[k].shape)} in the file, {tuple(v.shape)} here"
-            for k, v in expected.items()
-            if k in loaded and loaded[k].shape != v.shape
-        ]
-        if missing or unexpected or reshaped:
-            problems = [
-                f"{len(items)} {what} (e.g. {items[0]})"
-                for what, items in (
-                    ("missing", missing),
-                    ("unexpected", unexpected),
-                    ("of another shape", reshaped),
-                )
-                if items
-            ]
+        problems = tensor_mismatch(
+            {key: tuple(value.shape) for key, value in self.generator.state_dict().items()},
+            {key: tuple(value.shape) for key, value in loaded.items()},
+            expected_by="this recipe",
+        )
+        if problems:
             raise RecipeError(
                 f"train.init_from: the weights in {weights} do not fit this recipe's [model]: "
-                f"{', '.join(problems)}{self._config_differences(path)}; start from weights "
-                "trained with the same [model] settings, or set [model] to match them"
+                f"{problems}{self._config_differences(path)}; start from weights trained with "
+                "the same [model] settings, or set [model] to match them"
             )
         self.generator.load_state_dict(loaded)
 
