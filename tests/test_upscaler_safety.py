@@ -290,19 +290,10 @@ def test_sharded_folders_load_and_are_checked(tmp_path):
 
 def test_aurasr_weights_that_do_not_match_name_the_tensors_as_in_the_file(tmp_path):
     aura_sr = pytest.importorskip("aura_sr")
+    from test_aurasr import TINY as config
+
     from upsampler.models.aurasr_checkpoint import AuraSRFormatError
 
-    config = {
-        "style_network": {"dim_in": 128, "dim_out": 16, "depth": 2},
-        "dim": 4,
-        "image_size": 64,
-        "input_image_size": 16,
-        "self_attn_heads": 2,
-        "self_attn_dim_head": 8,
-        "attn_depths": [1, 1, 1, 1, 2],
-        "mid_attn_depth": 1,
-        "num_conv_kernels": 2,
-    }
     torch.manual_seed(0)
     weights = aura_sr.UnetUpsampler(**config).state_dict()
     weights = {key: tensor.contiguous() for key, tensor in weights.items()}
