@@ -157,6 +157,18 @@ def test_alpha_grey_and_16_bit_work_as_for_our_models(tmp_path):
     assert upscaler.upscale(rgba, outscale=8).size == (80, 96)  # two passes, as for ours
 
 
+@pytest.mark.parametrize("scale", [1, 2, 3, 8])
+def test_other_scales_run_and_reach_any_outscale(tmp_path, scale):
+    model = load_model(_save(_compact(scale=scale), tmp_path / f"{scale}x.safetensors"))
+    assert model.scale == scale
+    upscaler = Upscaler(model, device="cpu")
+    lq = torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(0))
+    assert upscaler.upscale(lq, tile=8).shape == (1, 3, 10 * scale, 12 * scale)
+    # A 1x model (a restorer) runs once and the resize does the rest; others as many passes
+    # as their scale needs.
+    assert upscaler.upscale(lq, outscale=4, tile=8).shape == (1, 3, 40, 48)
+
+
 def test_grey_models_take_luma_and_give_rgb(tmp_path):
     model = load_model(_save(_compact(channels=1), tmp_path / "grey.pth"))
     assert model.input_channels == 1

@@ -360,6 +360,8 @@ class Upscaler:
             return 1
         if not outscale > 0 or not math.isfinite(outscale):
             raise ValueError(f"outscale must be a positive number, got {outscale}")
+        if self.scale == 1:  # a restoration model (denoise, deblock): once, then the resize
+            return 1
         return max(1, math.ceil(math.log(outscale) / math.log(self.scale) - 1e-9))
 
     def _text_embeddings(
