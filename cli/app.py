@@ -56,6 +56,10 @@ def _register() -> None:
 
     app.command("degrade")(degrade)
 
+    from upsampler_cli.teacher_cache import teacher_cache
+
+    app.command("teacher-cache")(teacher_cache)
+
     from upsampler_cli.train import export, train
 
     app.command("train")(train)
