@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from test_training import TINY_MODEL, textured, tiny_recipe, write_recipe
 from typer.testing import CliRunner
 
+import upsampler.training.builders as builders_module
 import upsampler.training.trainer as trainer_module
 from upsampler import GigaGANDiscriminator, GigaGANUpsampler
 from upsampler.training.checkpoints import (
@@ -163,7 +164,7 @@ def test_train_refuses_a_used_run_folder_before_building_a_model(
 ):
     before = tree(run)
     built = []
-    monkeypatch.setattr(trainer_module, "build_generator", lambda recipe: built.append(recipe))
+    monkeypatch.setattr(builders_module, "build_generator", lambda recipe: built.append(recipe))
     path = write_recipe(tmp_path / "r.toml", tiny_recipe(photos, run, train={"seed": 1}))
     result = invoke("train", path)
     assert_clean_exit(result, 2)

@@ -311,7 +311,11 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
 
 def collate(samples: Sequence[dict]) -> dict:
+    """Stack every tensor entry of the samples ("hq"; "lq" and "teacher" from a teacher cache);
+    other entries ("caption") become lists."""
     return {
-        "hq": torch.stack([s["hq"] for s in samples]),
-        "caption": [s["caption"] for s in samples],
+        key: torch.stack([s[key] for s in samples])
+        if isinstance(samples[0][key], torch.Tensor)
+        else [s[key] for s in samples]
+        for key in samples[0]
     }

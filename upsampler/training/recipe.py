@@ -142,6 +142,27 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """Distillation: a strong model's outputs as extra targets (docs/distillation.md)."""
+
+    # Any model the loader accepts (built-in, folder, checkpoint file, Hub id), run frozen on
+    # exactly the degraded input the student sees. Empty: no teacher.
+    model: str = ""
+    # A teacher cache (`upsampler teacher-cache`): (degraded input, teacher output, ground
+    # truth) read from disk instead of degrading photos and running the teacher every step.
+    cache: str = ""
+    # Weights of the losses against the teacher's output (reconstruction uses
+    # loss.reconstruction_type; 0 turns a term off).
+    reconstruction: float = 1.0
+    pyramid: float = 0.0
+    lpips: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model or self.cache)
+
+
+@dataclass(frozen=True)
 class Recipe:
     #: generator constructor arguments; "preset" picks one of GigaGANUpsampler's presets
     model: dict = field(default_factory=lambda: {"preset": "nano", "scale": 4})
@@ -153,6 +174,7 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     @property
     def scale(self) -> int:
@@ -356,7 +378,38 @@ def _validate(recipe: Recipe) -> Recipe:
         )
     if loss.clip > 0 and not loss.clip_weights:
         raise RecipeError("loss.clip > 0 needs loss.clip_weights (a local CLIP checkpoint)")
+    _validate_teacher(recipe)
     return recipe
+
+
+def _validate_teacher(recipe: Recipe) -> None:
+    teacher, degradation = recipe.teacher, recipe.degradation
+    for name in ("reconstruction", "pyramid", "lpips"):
+        if getattr(teacher, name) < 0:
+            raise RecipeError(f"teacher.{name} must be >= 0, got {getattr(teacher, name)}")
+    if teacher.model and teacher.cache:
+        raise RecipeError(
+            "give teacher.model (run the teacher every step) or teacher.cache (read its outputs "
+            "from `upsampler teacher-cache`), not both: the cache records its teacher"
+        )
+    if teacher.cache:
+        # The cache holds degraded inputs made when it was built: nothing degrades them again.
+        fixed = [
+            f"degradation.{name}"
+            for name, off in (
+                ("pool_size", degradation.pool_size == 0),
+                ("clean_probability", degradation.clean_probability == 0),
+                ("sharpen_target", not degradation.sharpen_target),
+            )
+            if not off
+        ]
+        if fixed:
+            raise RecipeError(
+                f"teacher.cache is set, so the degraded inputs come from the cache: "
+                f"{', '.join(fixed)} cannot apply; remove {'them' if len(fixed) > 1 else 'it'}"
+            )
+        if recipe.text_conditioning:
+            raise RecipeError("teacher.cache holds no captions: distil unconditional models only")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from enum import IntEnum
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors import SafetensorError
 
-from upsampler.data import ImageDataset, StepBatchSampler, collate
+from upsampler.data import StepBatchSampler, collate
 from upsampler.degradations import DegradationPipeline, PairPool
 from upsampler.losses.gan import (
     discriminator_loss,
@@ -41,13 +42,21 @@ from upsampler.losses.gan import (
     reconstruction_loss,
     target_pyramid,
 )
-from upsampler.models.discriminator import GigaGANDiscriminator
-from upsampler.models.generator import GigaGANUpsampler
 from upsampler.text.base import TextEmbeddings
-from upsampler.training import checkpoints
+from upsampler.training import builders, checkpoints
 from upsampler.training.recipe import Recipe, RecipeError
 
 ProgressCallback = Callable[[int, dict], None]
+
+
+class Stream(IntEnum):
+    """The random streams of a step: each is seeded by (seed, step, rank, stream), so one can
+    change (a new loss, another batch size) without shifting the draws of the others."""
+
+    DEGRADATION = 1  # degradation parameters, clean-input choice, the pair pool
+    TEACHER_STYLES = 2  # the z of a teacher that has style noise (online teachers only)
+    CAPTION_DROPOUT = 3
+    STYLE_NOISE = 10  # the student's z; micro-batch i draws from STYLE_NOISE + its first index
 
 
 class TrainingDivergedError(RuntimeError):
@@ -57,39 +66,6 @@ class TrainingDivergedError(RuntimeError):
 class OutputWriteError(RuntimeError):
     """A checkpoint, sample or log of the run could not be written (a full disk, permissions);
     training stopped, and the last complete checkpoint is intact."""
-
-
-def build_generator(recipe: Recipe) -> GigaGANUpsampler:
-    """The generator of ``[model]``: a preset (``preset = "nano"``) with overrides, or explicit arguments."""
-    options = dict(recipe.model)
-    preset = options.pop("preset", None)
-    try:
-        if preset is not None:
-            config = GigaGANUpsampler.preset_config(
-                preset,
-                scale=options.pop("scale", 4),
-                text_conditioning=options.pop("text_conditioning", False),
-            )
-            config.update(options)
-            return GigaGANUpsampler(**config)
-        return GigaGANUpsampler(**options)
-    except (TypeError, ValueError) as error:  # say which table it came from
-        raise RecipeError(f"[model]: {error}") from error
-
-
-def build_discriminator(recipe: Recipe, generator: GigaGANUpsampler) -> GigaGANDiscriminator:
-    options = dict(recipe.discriminator)
-    options.setdefault("text_conditioning", generator.config.text_conditioning)
-    options.setdefault("text_embed_dim", generator.config.text_embed_dim)
-    try:
-        return GigaGANDiscriminator(**options)
-    except (TypeError, ValueError) as error:
-        raise RecipeError(f"[discriminator]: {error}") from error
-
-
-def _model_width(model: torch.nn.Module) -> int:
-    config = model.config
-    return max(config.get("encoder_channels") or config.get("channels"))
 
 
 class Trainer:
@@ -128,21 +104,13 @@ class Trainer:
         self.run_id = self._start_run(resume)
 
         # A bad data folder fails before any model is built.
-        data = recipe.data
-        self.dataset = ImageDataset(
-            data.path,
-            crop_size=data.crop_size,
-            min_size=data.min_size,
-            captions=data.captions,
-            flip=data.flip,
-            flip_vertical=data.flip_vertical,
-        )
+        self.dataset = builders.build_dataset(recipe)
 
         torch.manual_seed(recipe.train.seed)  # weight initialisation, identical on every rank
-        self.generator = build_generator(recipe).to(self.device)
-        self.discriminator = build_discriminator(recipe, self.generator).to(self.device)
+        self.generator = builders.build_generator(recipe).to(self.device)
+        self.discriminator = builders.build_discriminator(recipe, self.generator).to(self.device)
         if recipe.train.init_from:
-            self._init_generator(recipe.train.init_from)
+            builders.init_generator(self.generator, recipe.train.init_from)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         if recipe.data.crop_size % (recipe.scale * self.generator.size_multiple):
             raise RecipeError(
@@ -150,43 +118,24 @@ class Trainer:
                 f"({recipe.scale} x {self.generator.size_multiple}) so the low-resolution crop fits the model"
             )
         self.scale = self.generator.scale
+        self.teacher = builders.build_teacher(recipe, self.device)
 
-        optim = recipe.optim
-        betas = tuple(optim.betas)
-
-        def lr(base: float, model: torch.nn.Module) -> float:
-            # Width-aware scaling: wider models take proportionally smaller steps.
-            return base * optim.width_base / _model_width(model) if optim.width_base else base
-
-        # Lazy R1 (StyleGAN2 App. B): R1 runs every r1_interval steps, so Adam's lr and betas are
-        # rescaled by interval / (interval + 1) to keep the same effective optimisation.
-        ratio = recipe.loss.r1_interval / (recipe.loss.r1_interval + 1)
-        self.optimizer_g = torch.optim.Adam(
-            self.generator.parameters(),
-            lr=lr(optim.generator_lr, self.generator),
-            betas=betas,
-            weight_decay=optim.weight_decay,
-        )
-        self.optimizer_d = torch.optim.Adam(
-            self.discriminator.parameters(),
-            lr=lr(optim.discriminator_lr, self.discriminator) * ratio,
-            betas=(betas[0] ** ratio, betas[1] ** ratio),
-            weight_decay=optim.weight_decay,
-        )
-        self.scheduler_g = torch.optim.lr_scheduler.LambdaLR(self.optimizer_g, self._lr_factor)
-        self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, self._lr_factor)
+        optimisers = builders.build_optimisers(recipe, self.generator, self.discriminator)
+        self.optimizer_g, self.optimizer_d = optimisers.generator, optimisers.discriminator
+        self.scheduler_g = optimisers.generator_schedule
+        self.scheduler_d = optimisers.discriminator_schedule
         precision = recipe.train.mixed_precision
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
-        self.degrade = self._build_degradation()
+        self.degrade = builders.build_degradation(recipe)
         self.clean_degrade = DegradationPipeline.from_preset("bicubic", scale=self.scale)
         self.pool = (
             PairPool(recipe.degradation.pool_size) if recipe.degradation.pool_size > 0 else None
         )
-        self.lpips = self._build_lpips()
-        self.clip = self._build_clip()
-        self.text_encoder = self._build_text_encoder()
+        self.lpips = builders.build_lpips(recipe, self.device)
+        self.clip = builders.build_clip(recipe, self.device)
+        self.text_encoder = builders.build_text_encoder(recipe, self.generator, self.device)
         self._text_cache: dict[str, TextEmbeddings] = self._read_text_cache()
 
         self.step = 0
@@ -194,15 +143,6 @@ class Trainer:
             self._resume()
 
     # ------------------------------------------------------------------ set-up helpers
-
-    def _lr_factor(self, step: int) -> float:
-        optim = self.recipe.optim
-        if step < optim.lr_warmup_steps:
-            return (step + 1) / optim.lr_warmup_steps
-        if optim.schedule == "cosine":
-            span = max(1, self.recipe.train.steps - optim.lr_warmup_steps)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - optim.lr_warmup_steps) / span)))
-        return 1.0
 
     def _start_run(self, resume: bool) -> str:
         """Check the run folder (main process) and return the run's id, the same on every rank:
@@ -232,115 +172,6 @@ class Trainer:
         from accelerate.utils import broadcast_object_list
 
         return broadcast_object_list([value])[0]
-
-    def _init_generator(self, source: str) -> None:
-        """Load ``train.init_from`` into the generator: a built-in name, a save_pretrained
-        folder, a checkpoint folder of a run, or a Hub id of such a folder (found by the one
-        model loader, :func:`upsampler.models.loading.locate`).
-
-        The weights are read here, not through ``from_pretrained``, so that weights which do
-        not fit get a message naming the keys and the config settings that differ, instead of
-        diffusers' advice about arguments the recipe does not have.
-        """
-        from safetensors.torch import load_file
-
-        from upsampler.models.loading import locate
-        from upsampler.models.registry import ModelUnavailableError
-        from upsampler.models.weights_check import tensor_mismatch
-
-        try:
-            path = locate(source)
-        except ModelUnavailableError as error:
-            raise RecipeError(f"train.init_from: {error}") from error
-        if path.is_file():
-            raise RecipeError(
-                f"train.init_from: {source} is a single checkpoint file; init_from takes the "
-                "weights of a model with this recipe's [model] (a folder with config.json), not "
-                "another architecture"
-            )
-        if (path / "generator_ema" / "config.json").is_file():  # a checkpoint of a run
-            path = path / "generator_ema"
-        if not (path / "config.json").is_file():
-            raise RecipeError(
-                f"train.init_from: {source} is neither a built-in model, a save_pretrained folder "
-                "(config.json + safetensors), a checkpoint folder of a run, nor a Hub id of one"
-            )
-        weights = path / "diffusion_pytorch_model.safetensors"
-        if not weights.is_file():
-            raise RecipeError(
-                f"train.init_from: {path} has a config.json but no {weights.name}; point it at a "
-                "folder written by save_pretrained or `upsampler export`, or at a run checkpoint"
-            )
-        try:
-            loaded = load_file(weights)
-        except (SafetensorError, OSError) as error:
-            raise RecipeError(
-                f"train.init_from: {weights} is not a readable safetensors file ({error})"
-            ) from error
-        problems = tensor_mismatch(
-            {key: tuple(value.shape) for key, value in self.generator.state_dict().items()},
-            {key: tuple(value.shape) for key, value in loaded.items()},
-            expected_by="this recipe",
-        )
-        if problems:
-            raise RecipeError(
-                f"train.init_from: the weights in {weights} do not fit this recipe's [model]: "
-                f"{problems}{self._config_differences(path)}; start from weights trained with "
-                "the same [model] settings, or set [model] to match them"
-            )
-        self.generator.load_state_dict(loaded)
-
-    def _config_differences(self, path: Path) -> str:
-        """ "; its config.json has encoder_channels=[8, 8] where the recipe has [8, 16]", or ""."""
-        try:
-            theirs = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError):
-            return f"; {path / 'config.json'} is not readable JSON"
-        ours = self.generator.config
-        differing = [
-            f"{key}={theirs[key]} where the recipe has {ours[key]}"
-            for key in ours
-            if not key.startswith("_") and key in theirs and theirs[key] != ours[key]
-        ]
-        return f"; its config.json has {', '.join(differing)}" if differing else ""
-
-    def _build_degradation(self) -> DegradationPipeline:
-        config = self.recipe.degradation
-        try:
-            if config.stages:
-                return DegradationPipeline.from_config(config.stages, scale=self.scale)
-            return DegradationPipeline.from_preset(config.preset, scale=self.scale)
-        except ValueError as error:
-            raise RecipeError(f"[degradation]: {error}") from error
-
-    def _build_lpips(self):
-        if self.recipe.loss.lpips <= 0:
-            return None
-        from upsampler.losses.lpips import load_lpips
-
-        return load_lpips(self.recipe.loss.lpips_net, device=self.device)
-
-    def _build_clip(self):
-        loss = self.recipe.loss
-        if loss.clip <= 0:
-            return None
-        from upsampler.losses.clip import ClipLoss
-
-        return ClipLoss(loss.clip_model, loss.clip_weights).to(self.device)
-
-    def _build_text_encoder(self):
-        if not self.generator.text_conditioning:
-            return None
-        from upsampler.text import load_text_encoder
-
-        text = self.recipe.text
-        return load_text_encoder(
-            text.backend,
-            text.name,
-            text.pretrained or None,
-            device=self.device,
-            random_weights=text.random_weights,
-        )
 
     def _read_text_cache(self) -> dict[str, TextEmbeddings]:
         """Precomputed embeddings from ``text.cache``: ``{caption: (1, T, D) embeddings}``."""
@@ -420,9 +251,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ per-step helpers
 
-    def _generator_for(self, step: int, purpose: int) -> torch.Generator:
-        """A generator on the device, seeded by (seed, step, rank, purpose)."""
-        seed = hash((self.recipe.train.seed, step, self.rank, purpose)) % 2**63
+    def _generator_for(self, step: int, stream: int) -> torch.Generator:
+        """A generator on the device, seeded by (seed, step, rank, :class:`Stream`)."""
+        seed = hash((self.recipe.train.seed, step, self.rank, int(stream))) % 2**63
         return torch.Generator(self.device).manual_seed(seed)
 
     def _encode(self, captions: list[str], step: int) -> TextEmbeddings | None:
@@ -431,7 +262,9 @@ class Trainer:
         dropout = self.recipe.data.caption_dropout
         if dropout > 0:
             draws = torch.rand(
-                len(captions), generator=self._generator_for(step, 3), device=self.device
+                len(captions),
+                generator=self._generator_for(step, Stream.CAPTION_DROPOUT),
+                device=self.device,
             ).tolist()
             captions = [
                 "" if draw < dropout else caption
@@ -543,9 +376,15 @@ class Trainer:
             hq_all = batch["hq"].to(self.device, non_blocking=True)
             text_all = self._encode(batch["caption"], self.step)
 
-            # 1. Degrade: high-resolution crops -> realistic low-resolution inputs, on the device.
-            with torch.no_grad():
-                lq_all, hq_all = self._degrade(hq_all)
+            # 1. Degrade: high-resolution crops -> realistic low-resolution inputs, on the device;
+            # the teacher's answer for them. A teacher cache holds both already.
+            if "lq" in batch:
+                lq_all = batch["lq"].to(self.device, non_blocking=True)
+                teacher_all = batch["teacher"].to(self.device, non_blocking=True)
+            else:
+                with torch.no_grad():
+                    lq_all, hq_all = self._degrade(hq_all)
+                    teacher_all = self._teach(lq_all) if self.teacher is not None else None
 
             logs: dict[str, float] = {}
             captions = batch["caption"]
@@ -553,20 +392,21 @@ class Trainer:
             # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
             if gan_phase:
                 apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
-                for start, lq, hq, text, _ in self._micro_batches(
-                    micro, lq_all, hq_all, text_all, captions
+                for start, lq, hq, _, text, _ in self._micro_batches(
+                    micro, lq_all, hq_all, teacher_all, text_all, captions
                 ):
                     logs_d = self._discriminator_step(lq, hq, text, apply_r1, accumulation, start)
                     for k, v in logs_d.items():
                         logs[k] = logs.get(k, 0.0) + v / accumulation
                 self._optimizer_step(self.discriminator, self.optimizer_d, self.scheduler_d)
 
-            # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase.
-            for start, lq, hq, text, micro_captions in self._micro_batches(
-                micro, lq_all, hq_all, text_all, captions
+            # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase;
+            # the same against the teacher's output when distilling.
+            for start, lq, hq, teacher, text, micro_captions in self._micro_batches(
+                micro, lq_all, hq_all, teacher_all, text_all, captions
             ):
                 logs_g = self._generator_step(
-                    lq, hq, text, micro_captions, gan_phase, accumulation, start
+                    lq, hq, teacher, text, micro_captions, gan_phase, accumulation, start
                 )
                 for k, v in logs_g.items():
                     logs[k] = logs.get(k, 0.0) + v / accumulation
@@ -598,7 +438,7 @@ class Trainer:
 
     def _degrade(self, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(lq, target) for a batch of crops; the target is unsharp-masked when configured."""
-        generator = self._generator_for(self.step, 1)
+        generator = self._generator_for(self.step, Stream.DEGRADATION)
         config = self.recipe.degradation
         lq, hq = self.degrade.make_pair(hq, generator, sharpen=config.sharpen_target)
         if config.clean_probability > 0:
@@ -610,12 +450,23 @@ class Trainer:
         return lq.contiguous(), hq.contiguous()
 
     @staticmethod
-    def _micro_batches(micro, lq_all, hq_all, text_all, captions):
-        """Yield (start, lq, hq, text, captions) slices of ``micro`` images for gradient accumulation."""
+    def _micro_batches(micro, lq_all, hq_all, teacher_all, text_all, captions):
+        """Yield (start, lq, hq, teacher, text, captions) slices of ``micro`` images for
+        gradient accumulation (teacher and text None when absent)."""
         for start in range(0, hq_all.shape[0], micro):
             stop = min(start + micro, hq_all.shape[0])
             text = text_all.index(range(start, stop)) if text_all is not None else None
-            yield start, lq_all[start:stop], hq_all[start:stop], text, captions[start:stop]
+            teacher = teacher_all[start:stop] if teacher_all is not None else None
+            yield start, lq_all[start:stop], hq_all[start:stop], teacher, text, captions[start:stop]
+
+    def _teach(self, lq: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's output for ``lq`` (B, 3, h, w): (B, 3, scale*h, scale*w) in [0, 1]."""
+        ws = None
+        if self.teacher.uses_styles:
+            generator = self._generator_for(self.step, Stream.TEACHER_STYLES)
+            ws = self.teacher.image_styles(None, generator=generator)
+            ws = ws.expand(lq.shape[0], *ws.shape[1:])
+        return self.teacher(lq.float(), ws=ws).hq.float().clamp(0.0, 1.0)
 
     def _pyramids(self, output, hq: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Fake and real pyramids for the discriminator: full resolution first, its scale count."""
@@ -627,7 +478,10 @@ class Trainer:
         loss_config = self.recipe.loss
         with torch.no_grad(), self._autocast():
             fake_output = self.generator(
-                lq, text, generator=self._generator_for(self.step, 10 + start), return_pyramid=True
+                lq,
+                text,
+                generator=self._generator_for(self.step, Stream.STYLE_NOISE + start),
+                return_pyramid=True,
             )
         fake, real = self._pyramids(fake_output, hq)
         fake = [level.detach().float() for level in fake]
@@ -654,12 +508,15 @@ class Trainer:
         return logs
 
     def _generator_step(
-        self, lq, hq, text, captions, gan_phase, accumulation, start
+        self, lq, hq, teacher, text, captions, gan_phase, accumulation, start
     ) -> dict[str, float]:
         loss_config = self.recipe.loss
         with self._autocast():
             output = self.generator(
-                lq, text, generator=self._generator_for(self.step, 10 + start), return_pyramid=True
+                lq,
+                text,
+                generator=self._generator_for(self.step, Stream.STYLE_NOISE + start),
+                return_pyramid=True,
             )
             hq_fake = output.hq.float()
             reconstruction = reconstruction_loss(hq_fake, hq, loss_config.reconstruction_type)
@@ -672,10 +529,12 @@ class Trainer:
                 loss = loss + loss_config.pyramid * pyramid
                 logs["pyramid"] = pyramid.item()
             perceptual_on = gan_phase or loss_config.perceptual_in_warmup
-            if self.lpips is not None and perceptual_on:
+            if self.lpips is not None and perceptual_on and loss_config.lpips > 0:
                 perceptual = self.lpips(hq_fake, hq).mean()
                 loss = loss + loss_config.lpips * perceptual
                 logs["lpips"] = perceptual.item()
+            if teacher is not None:
+                loss = loss + self._teacher_losses(output, hq_fake, teacher, perceptual_on, logs)
             if self.clip is not None and perceptual_on:
                 clip = self.clip(hq_fake, captions)
                 loss = loss + loss_config.clip * clip
@@ -690,6 +549,23 @@ class Trainer:
         # The generator's loss also filled the discriminator's gradients: drop them.
         self.discriminator.zero_grad(set_to_none=True)
         return logs
+
+    def _teacher_losses(self, output, hq_fake, teacher, perceptual_on, logs) -> torch.Tensor:
+        """Distillation: the ground-truth losses again, against the teacher's output."""
+        config, kind = self.recipe.teacher, self.recipe.loss.reconstruction_type
+        teacher = teacher.float()
+        distance = reconstruction_loss(hq_fake, teacher, kind)
+        logs["teacher_reconstruction"] = distance.item()
+        loss = config.reconstruction * distance
+        if config.pyramid > 0:
+            pyramid = pyramid_loss([p.float() for p in output.pyramid], teacher, kind)
+            loss = loss + config.pyramid * pyramid
+            logs["teacher_pyramid"] = pyramid.item()
+        if self.lpips is not None and perceptual_on and config.lpips > 0:
+            perceptual = self.lpips(hq_fake, teacher).mean()
+            loss = loss + config.lpips * perceptual
+            logs["teacher_lpips"] = perceptual.item()
+        return loss
 
     # ------------------------------------------------------------------ outputs
 
@@ -727,9 +603,12 @@ class Trainer:
         ).batch(0)
         batch = collate([self.dataset[key] for key in keys])
         hq = batch["hq"].to(self.device)
-        lq = self.degrade(
-            hq, generator=torch.Generator(self.device).manual_seed(self.recipe.train.seed)
-        )
+        if "lq" in batch:  # a teacher cache
+            lq = batch["lq"].to(self.device)
+        else:
+            lq = self.degrade(
+                hq, generator=torch.Generator(self.device).manual_seed(self.recipe.train.seed)
+            )
         text = None
         if self.text_encoder is not None:
             text = self.text_encoder.encode(batch["caption"]).to(self.device)

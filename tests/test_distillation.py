@@ -1,0 +1,150 @@
+"""Distillation: a frozen teacher's outputs as extra targets, online or from a teacher cache.
+
+The teachers are tiny networks saved by the tests (a spandrel Compact checkpoint, a GigaGAN
+folder with style noise), so every run takes seconds on one thread.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training import assert_same_weights, textured, tiny_recipe
+
+from conftest import tiny_generator
+from upsampler.training import RecipeError, Trainer, list_checkpoints, recipe_from_dict
+from upsampler.training.recipe import load_recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for index in range(4):
+        textured(index).save(folder / f"{index}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compact_teacher(tmp_path_factory) -> Path:
+    """A 4x Real-ESRGAN-compact checkpoint: no styles, a different architecture from ours."""
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    network = Compact(num_feat=8, num_conv=2, upscale=4)
+    with torch.no_grad():  # small weights: close to its nearest-neighbour input residual, a
+        for parameter in network.parameters():  # blocky target unlike the student's bicubic
+            parameter.mul_(0.1)
+    path = tmp_path_factory.mktemp("teacher") / "4x-Compact.pth"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def distil(photos: Path, run: Path, teacher: str, **sections) -> dict:
+    recipe = tiny_recipe(photos, run, teacher={"model": teacher, "lpips": 0.0}, **sections)
+    return recipe
+
+
+def test_the_teacher_sees_the_students_input_and_its_loss_is_logged(
+    photos, tmp_path, compact_teacher, monkeypatch
+):
+    trainer = Trainer(recipe_from_dict(distil(photos, tmp_path / "run", str(compact_teacher))))
+    seen = []
+    original = trainer._teach
+
+    def spy(lq):
+        seen.append(lq.clone())
+        return original(lq)
+
+    student_inputs = []
+    step = trainer._generator_step
+
+    def spy_step(lq, hq, teacher, *args):
+        student_inputs.append(lq.clone())
+        assert teacher.shape == hq.shape
+        return step(lq, hq, teacher, *args)
+
+    monkeypatch.setattr(trainer, "_teach", spy)
+    monkeypatch.setattr(trainer, "_generator_step", spy_step)
+    trainer.train()
+    assert len(seen) == 6 and len(student_inputs) == 6
+    for teacher_input, student_input in zip(seen, student_inputs, strict=True):
+        assert torch.equal(teacher_input, student_input)
+    logged = records(tmp_path / "run")
+    assert all("teacher_reconstruction" in r for r in logged)
+
+
+def test_a_tiny_distillation_run_moves_toward_the_teacher(tmp_path, compact_teacher):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    textured(0, size=32).save(folder / "only.png")
+    recipe = distil(
+        folder,
+        tmp_path / "run",
+        str(compact_teacher),
+        data={"crop_size": 32, "batch_size": 2, "flip": False},
+        optim={"generator_lr": 2e-3},
+        # The teacher alone: no ground-truth loss, so only the teacher can pull the student.
+        loss={"reconstruction": 0.0, "pyramid": 0.0},
+        train={"steps": 40, "warmup_steps": 40, "checkpoint_every": 40, "sample_every": 40},
+    )
+    Trainer(recipe_from_dict(recipe)).train()
+    logged = records(tmp_path / "run")
+    first = logged[0]["teacher_reconstruction"]  # the untrained student's distance
+    last = np.mean([r["teacher_reconstruction"] for r in logged[-3:]])
+    assert last < 0.85 * first, (first, last)
+
+
+def test_resume_continues_exactly_with_a_teacher_that_has_style_noise(photos, tmp_path):
+    # A GigaGAN teacher draws its own z every step: that stream must resume exactly too.
+    tiny_generator().save_pretrained(tmp_path / "teacher")
+    teacher = str(tmp_path / "teacher")
+    # The student is test_training's two-level model, the teacher conftest's three-level one.
+    Trainer(recipe_from_dict(distil(photos, tmp_path / "straight", teacher))).train()
+    split = tmp_path / "split"
+    Trainer(recipe_from_dict(distil(photos, split, teacher, train={"steps": 3}))).train()
+    resumed = Trainer(recipe_from_dict(distil(photos, split, teacher)), resume=True)
+    resumed.train()
+    assert_same_weights(list_checkpoints(tmp_path / "straight")[-1], list_checkpoints(split)[-1])
+
+
+@pytest.mark.parametrize(
+    ("teacher", "extra", "message"),
+    [
+        ({"model": "a", "cache": "b"}, {}, "not both"),
+        ({"cache": "b"}, {"degradation": {"pool_size": 4}}, "degradation.pool_size cannot apply"),
+        ({"cache": "b"}, {"degradation": {"clean_probability": 0.5}}, "clean_probability"),
+        ({"model": "a", "lpips": -1.0}, {}, "teacher.lpips must be >= 0"),
+        ({"model": "a", "weight": 1.0}, {}, "unknown key teacher.weight"),
+    ],
+)
+def test_bad_teacher_tables_are_named(photos, tmp_path, teacher, extra, message):
+    recipe = tiny_recipe(photos, tmp_path / "run", teacher=teacher, **extra)
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_dict(recipe)
+
+
+def test_a_teacher_of_another_scale_or_missing_is_refused(photos, tmp_path):
+    from spandrel.architectures.Compact import Compact
+
+    torch.save(Compact(num_feat=8, num_conv=2, upscale=2).state_dict(), tmp_path / "2x.pth")
+    with pytest.raises(RecipeError, match="is a 2x model, the student .* is 4x"):
+        Trainer(recipe_from_dict(distil(photos, tmp_path / "run", str(tmp_path / "2x.pth"))))
+    with pytest.raises(RecipeError, match="teacher.model: no model folder or file"):
+        Trainer(recipe_from_dict(distil(photos, tmp_path / "run2", str(tmp_path / "none.pth"))))
+
+
+def test_the_distillation_recipe_loads(tmp_path):
+    recipe = load_recipe(
+        Path(__file__).parent.parent / "recipes" / "distil-4x.toml",
+        [f'train.output_dir="{tmp_path / "run"}"'],
+    )
+    assert recipe.teacher.enabled and recipe.teacher.lpips > 0
