@@ -148,3 +148,54 @@ def test_the_distillation_recipe_loads(tmp_path):
         [f'train.output_dir="{tmp_path / "run"}"'],
     )
     assert recipe.teacher.enabled and recipe.teacher.lpips > 0
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, photos, compact_teacher) -> Path:
+    from upsampler.data import build_teacher_cache
+
+    folder = tmp_path_factory.mktemp("cache") / "x4"
+    build_teacher_cache(
+        photos,
+        folder,
+        teacher=str(compact_teacher),
+        degradation="realesrgan",
+        scale=4,
+        crop_size=48,
+        count=12,
+        shard_size=8,
+    )
+    return folder
+
+
+def cached(cache: Path, run: Path, **sections) -> dict:
+    # No data.path: every sample comes from the cache.
+    recipe = tiny_recipe(Path(""), run, teacher={"cache": str(cache), "lpips": 0.0}, **sections)
+    recipe["data"] = {"crop_size": 32, "batch_size": 2}
+    return recipe
+
+
+def test_training_from_a_teacher_cache_uses_its_inputs_and_resumes_exactly(cache, tmp_path):
+    from upsampler.data import TeacherCacheDataset
+
+    trainer = Trainer(recipe_from_dict(cached(cache, tmp_path / "straight")))
+    assert isinstance(trainer.dataset, TeacherCacheDataset) and len(trainer.dataset) == 12
+    inputs = []
+    step = trainer._generator_step
+
+    def spy_step(lq, hq, teacher, *args):
+        inputs.append((lq.clone(), teacher.clone(), hq.clone()))
+        return step(lq, hq, teacher, *args)
+
+    trainer._generator_step = spy_step
+    trainer._degrade = None  # nothing may degrade again: the cache holds the inputs
+    trainer.train()
+    assert len(inputs) == 6
+    for lq, teacher, hq in inputs:  # 32 px crops of the cached 48 px samples, aligned
+        assert lq.shape == (2, 3, 8, 8) and teacher.shape == hq.shape == (2, 3, 32, 32)
+    assert "teacher_reconstruction" in records(tmp_path / "straight")[-1]
+
+    split = tmp_path / "split"
+    Trainer(recipe_from_dict(cached(cache, split, train={"steps": 3}))).train()
+    Trainer(recipe_from_dict(cached(cache, split)), resume=True).train()
+    assert_same_weights(list_checkpoints(tmp_path / "straight")[-1], list_checkpoints(split)[-1])

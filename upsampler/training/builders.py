@@ -28,7 +28,9 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
         from upsampler.data.teacher_cache import TeacherCacheDataset
 
         cache = Path(recipe.teacher.cache).expanduser()
-        return TeacherCacheDataset(cache, crop_size=data.crop_size, flip=data.flip)
+        return TeacherCacheDataset(
+            cache, crop_size=data.crop_size, flip=data.flip, flip_vertical=data.flip_vertical
+        )
     from upsampler.data import ImageDataset
 
     return ImageDataset(
