@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import random_text, tiny_discriminator, tiny_generator
+from conftest import TEXT_EMBED_DIM, random_text, tiny_discriminator, tiny_generator
 from upsampler import GigaGANUpsampler
 
 
@@ -241,3 +241,82 @@ def test_untrained_styles_barely_move_the_channel_scales():
             scales = conv.modulation(w)
             assert (scales - 1).abs().mean() < 0.2, (scales - 1).abs().mean()
             assert scales.std(dim=0).mean() > 0.01  # z still has an effect to build on
+
+
+def test_upsample_blocks_default_keeps_every_existing_model():
+    """Leaving upsample_blocks out (as every config.json written before it does) builds the same
+    modules as giving upsample_blocks=blocks_per_level, so shipped checkpoints still load."""
+    for blocks in (1, 2):
+        implicit = tiny_generator(blocks_per_level=blocks)
+        explicit = tiny_generator(blocks_per_level=blocks, upsample_blocks=blocks)
+        assert implicit.config.upsample_blocks is None
+        assert implicit.state_dict().keys() == explicit.state_dict().keys()
+        assert implicit.num_styles == explicit.num_styles
+
+
+def test_upsample_blocks_thins_only_the_stages_above_the_input():
+    model = tiny_generator(blocks_per_level=3, upsample_blocks=1)
+    levels = model.num_levels
+    assert [len(blocks) for blocks in model.encoder_blocks] == [3] * levels
+    assert [len(blocks) for blocks in model.decoder_blocks] == [3] * levels + [1, 1]
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 16, 16), generator=seeded(0)).hq.shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="upsample_blocks must be >= 1, got 0"):
+        tiny_generator(upsample_blocks=0)
+
+
+def count_flops(model: torch.nn.Module, size: int) -> tuple[int, dict]:
+    """FLOPs (a multiply-add counts 2) of one forward of a ``size x size`` input, in total and per
+    module, counted from shapes on the meta device: exact, instant and allocation-free."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lq = torch.zeros(1, 3, size, size, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        if isinstance(model, GigaGANUpsampler):
+            model(lq, z=torch.zeros(1, model.config.z_dim, device="meta"))
+        else:
+            model(lq)
+    return counter.get_total_flops(), counter.get_flop_counts()
+
+
+@pytest.mark.parametrize("text_conditioning", [False, True])
+def test_student_preset_runs_at_4x(one_thread, text_conditioning):
+    model = GigaGANUpsampler.from_preset(
+        "student", scale=4, text_conditioning=text_conditioning, text_embed_dim=TEXT_EMBED_DIM
+    ).eval()
+    assert model.size_multiple == 1  # one level: every input size works, no padding
+    lq = torch.rand(2, 3, 12, 20, generator=seeded(0))
+    text = random_text(2) if text_conditioning else None
+    with torch.no_grad():
+        out = model(lq, text, generator=seeded(0), return_pyramid=True)
+    assert out.hq.shape == (2, 3, 48, 80)
+    assert torch.isfinite(out.hq).all()
+    # The RGB pyramid for the discriminator: input resolution, 2x, 4x.
+    assert [tuple(p.shape[-2:]) for p in out.pyramid] == [(12, 20), (24, 40), (48, 80)]
+    if text_conditioning:
+        with torch.no_grad():
+            other = model(lq, random_text(2, seed=1), generator=seeded(0)).hq
+        assert (other - out.hq).abs().max() > 0  # the prompt reaches the output (through w)
+    # Untrained, it starts near bicubic, like every preset (small RGB heads).
+    bicubic = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic")
+    assert (out.hq - bicubic).abs().mean() < 0.1
+
+
+def test_student_preset_budget_and_where_its_compute_is():
+    """At most 1/16 of RRDBNet's (Real-ESRGAN x4plus) FLOPs for 256x256 -> 1024x1024, and, unlike
+    nano, most of them at the input resolution, where a distilled RRDBNet does all its work."""
+    from upsampler.models.rrdbnet import RRDBNet
+
+    with torch.device("meta"):
+        student = GigaGANUpsampler.from_preset("student", scale=4)
+        reference = RRDBNet()
+    student_flops, per_module = count_flops(student, 256)
+    reference_flops, _ = count_flops(reference, 256)
+    assert 0 < student_flops <= reference_flops / 16
+    # The residual blocks at the input resolution (level 0 of the encoder and of the decoder).
+    trunk = [
+        sum(per_module[f"GigaGANUpsampler.{part}.0.{index}"].values())
+        for part in ("encoder_blocks", "decoder_blocks")
+        for index in range(len(student.encoder_blocks[0]))
+    ]
+    assert sum(trunk) >= 0.75 * student_flops

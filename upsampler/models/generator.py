@@ -93,6 +93,30 @@ PRESETS: dict[str, dict] = {
         text_layers=4,
         text_heads=16,
     ),
+    # CPU student for distilling Real-ESRGAN x4plus (RRDBNet), which does all its work at the
+    # input resolution. nano spends most of its FLOPs below it (a 3-level U-Net with attention)
+    # and, taught with L1 to that teacher, plateaus soft; a plain stack of 64-channel convs at
+    # the input resolution learns it far better. So: one level (no downsampling, no attention:
+    # text reaches the convolutions through w alone), a trunk of 2 x 4 modulated residual
+    # blocks at 64 channels with adaptive kernel selection (about 90% of the FLOPs), then thin
+    # upsampling stages of one block each (16, then 8 channels) that keep the RGB pyramid.
+    # 256x256 -> 1024x1024: about 1/27 of RRDBNet's FLOPs and 1/30 of its CPU time
+    # (benchmarks/presets.py).
+    "student": dict(
+        encoder_channels=[64],
+        upsample_channels=[16, 8, 8],
+        blocks_per_level=4,
+        upsample_blocks=1,
+        num_kernels=2,
+        z_dim=64,
+        style_dim=128,
+        mapping_layers=2,
+        attention_levels=[],
+        attention_heads=4,
+        text_dim=128,
+        text_layers=1,
+        text_heads=4,
+    ),
 }
 
 
@@ -119,6 +143,9 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
         upsample_channels: width of each decoder stage above the input resolution, from 2x to
             8x; the first ``log2(scale)`` entries are used, so one preset serves every scale.
         blocks_per_level: residual blocks at each encoder and decoder level.
+        upsample_blocks: residual blocks in each decoder stage above the input resolution;
+            None gives them ``blocks_per_level``. Fewer lets a model keep a deep trunk at the
+            input resolution and still upsample with thin, cheap stages (the "student" preset).
         num_kernels: size of each convolution's kernel bank (adaptive kernel selection).
         z_dim, style_dim, mapping_layers: the mapping network ``z -> w``.
         attention_levels: encoder levels (0 = input resolution) that get self-attention, and
@@ -142,6 +169,7 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
         encoder_channels: list[int] = (64, 128, 256),
         upsample_channels: list[int] = (64, 32, 32),
         blocks_per_level: int = 1,
+        upsample_blocks: int | None = None,
         num_kernels: int = 4,
         z_dim: int = 128,
         style_dim: int = 256,
@@ -175,6 +203,10 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
             )
         if blocks_per_level < 1:
             raise ValueError(f"blocks_per_level must be >= 1, got {blocks_per_level}")
+        if upsample_blocks is None:
+            upsample_blocks = blocks_per_level
+        elif upsample_blocks < 1:
+            raise ValueError(f"upsample_blocks must be >= 1, got {upsample_blocks}")
 
         self.num_levels = len(encoder_channels)
         self.num_upsample = num_upsample
@@ -225,10 +257,9 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
                 in_channels = decoder_channels[index - 1] + channels  # upsampled + encoder skip
             else:
                 in_channels = decoder_channels[index - 1]
+            count = blocks_per_level if index < self.num_levels else upsample_blocks
             blocks = [ModulatedResBlock(in_channels, channels, **block)]
-            blocks += [
-                ModulatedResBlock(channels, channels, **block) for _ in range(blocks_per_level - 1)
-            ]
+            blocks += [ModulatedResBlock(channels, channels, **block) for _ in range(count - 1)]
             self.decoder_blocks.append(nn.ModuleList(blocks))
         self.decoder_attention = nn.ModuleDict(
             {
