@@ -199,3 +199,29 @@ def test_training_from_a_teacher_cache_uses_its_inputs_and_resumes_exactly(cache
     Trainer(recipe_from_dict(cached(cache, split, train={"steps": 3}))).train()
     Trainer(recipe_from_dict(cached(cache, split)), resume=True).train()
     assert_same_weights(list_checkpoints(tmp_path / "straight")[-1], list_checkpoints(split)[-1])
+
+
+def test_training_can_start_on_the_first_samples_of_an_unfinished_cache(cache, tmp_path):
+    import shutil
+
+    from upsampler.data import TeacherCacheDataset, TeacherCacheError
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(cache, unfinished)
+    (unfinished / "shard-00001.safetensors").unlink()  # 12 samples in shards of 8: one left
+    with pytest.raises(TeacherCacheError, match="shard-00001.safetensors is missing"):
+        TeacherCacheDataset(unfinished)
+    first = TeacherCacheDataset(unfinished, samples=6)
+    whole = TeacherCacheDataset(cache)
+    assert len(first) == 6
+    for index in range(6):  # the same samples as in the finished cache
+        assert torch.equal(first[(index, 7)]["teacher"], whole[(index, 7)]["teacher"])
+    with pytest.raises(TeacherCacheError, match="samples must be between 0"):
+        TeacherCacheDataset(cache, samples=13)
+    recipe = cached(unfinished, tmp_path / "run", train={"steps": 2})
+    recipe["teacher"]["samples"] = 6
+    trainer = Trainer(recipe_from_dict(recipe))
+    assert len(trainer.dataset) == 6
+    trainer.train()
+    with pytest.raises(RecipeError, match="teacher.samples .* needs teacher.cache"):
+        recipe_from_dict(tiny_recipe(tmp_path, tmp_path / "r", teacher={"samples": 4}))

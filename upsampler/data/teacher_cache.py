@@ -447,6 +447,9 @@ class TeacherCacheDataset(torch.utils.data.Dataset):
         crop_size: side of the hq crop, a multiple of the cache's scale, at most its crop_size
             (default: the cached size, no crop).
         flip, flip_vertical: random horizontal / vertical flips.
+        samples: use only the first ``samples`` samples (0: all). Only the shards that hold
+            them must exist, so training can start on a cache that is still being built; the
+            samples are the same whatever the final count (each is a function of its number).
 
     Raises:
         TeacherCacheError: no cache there, a missing, truncated or mis-shaped shard (named), or
@@ -461,6 +464,7 @@ class TeacherCacheDataset(torch.utils.data.Dataset):
         flip: bool = True,
         flip_vertical: bool = False,
         open_shards: int = 8,
+        samples: int = 0,
     ):
         self.root = Path(path)
         self.config = _read_record(self.root)
@@ -481,9 +485,17 @@ class TeacherCacheDataset(torch.utils.data.Dataset):
         self.flip = flip
         self.flip_vertical = flip_vertical
         self.open_shards = max(1, open_shards)
+        total = sum(int(entry["count"]) for entry in self.config["shards"])
+        if not 0 <= samples <= total:
+            raise TeacherCacheError(
+                f"samples must be between 0 (all) and the cache's {total}, got {samples}"
+            )
+        wanted = samples or total
         self.files: list[Path] = []
         counts = []
         for entry in self.config["shards"]:
+            if sum(counts) >= wanted:
+                break
             file, count = self.root / entry["file"], int(entry["count"])
             if not file.is_file():
                 raise TeacherCacheError(
@@ -502,6 +514,7 @@ class TeacherCacheDataset(torch.utils.data.Dataset):
         if not counts:
             raise TeacherCacheError(f"{self.root} is an empty teacher cache (no shards)")
         self.ends = np.cumsum(counts).tolist()  # sample index < ends[s] lies in shard s
+        self.ends[-1] = min(self.ends[-1], wanted)
         self._handles: OrderedDict[int, Any] = OrderedDict()
 
     def __len__(self) -> int:

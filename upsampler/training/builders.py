@@ -29,7 +29,11 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
 
         cache = Path(recipe.teacher.cache).expanduser()
         return TeacherCacheDataset(
-            cache, crop_size=data.crop_size, flip=data.flip, flip_vertical=data.flip_vertical
+            cache,
+            crop_size=data.crop_size,
+            flip=data.flip,
+            flip_vertical=data.flip_vertical,
+            samples=recipe.teacher.samples,
         )
     from upsampler.data import ImageDataset
 

@@ -151,6 +151,9 @@ class TeacherConfig:
     # A teacher cache (`upsampler teacher-cache`): (degraded input, teacher output, ground
     # truth) read from disk instead of degrading photos and running the teacher every step.
     cache: str = ""
+    # With a cache: train on its first `samples` samples only (0: all of them). Only their
+    # shards must exist, so a run can start while the cache is still being built.
+    samples: int = 0
     # Weights of the losses against the teacher's output (reconstruction uses
     # loss.reconstruction_type; 0 turns a term off).
     reconstruction: float = 1.0
@@ -384,6 +387,8 @@ def _validate(recipe: Recipe) -> Recipe:
 
 def _validate_teacher(recipe: Recipe) -> None:
     teacher, degradation = recipe.teacher, recipe.degradation
+    if teacher.samples < 0 or (teacher.samples and not teacher.cache):
+        raise RecipeError(f"teacher.samples ({teacher.samples}) needs teacher.cache and >= 0")
     for name in ("reconstruction", "pyramid", "lpips"):
         if getattr(teacher, name) < 0:
             raise RecipeError(f"teacher.{name} must be >= 0, got {getattr(teacher, name)}")
