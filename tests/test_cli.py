@@ -28,7 +28,7 @@ def test_presets_lists_parameter_counts():
     result = runner.invoke(app, ["presets", "--scale", "8"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:]}
-    assert list(lines) == ["nano", "small", "base", "giga"]
+    assert list(lines) == ["nano", "small", "base", "giga", "student"]
     assert int(lines["nano"].replace(",", "")) == upsampler.GigaGANUpsampler.preset_parameter_count(
         "nano", scale=8
     )
