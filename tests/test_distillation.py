@@ -225,3 +225,43 @@ def test_training_can_start_on_the_first_samples_of_an_unfinished_cache(cache, t
     trainer.train()
     with pytest.raises(RecipeError, match="teacher.samples .* needs teacher.cache"):
         recipe_from_dict(tiny_recipe(tmp_path, tmp_path / "r", teacher={"samples": 4}))
+
+
+def test_several_caches_are_read_as_one(cache, photos, compact_teacher, tmp_path):
+    from upsampler.data import (
+        TeacherCacheDataset,
+        TeacherCacheError,
+        TeacherCacheMix,
+        build_teacher_cache,
+    )
+
+    clean = tmp_path / "clean"
+    build_teacher_cache(
+        photos,
+        clean,
+        teacher=str(compact_teacher),
+        degradation="bicubic",
+        scale=4,
+        crop_size=48,
+        count=4,
+        shard_size=4,
+        seed=1,
+    )
+    mix = TeacherCacheMix([TeacherCacheDataset(cache), TeacherCacheDataset(clean)])
+    assert len(mix) == 12 + 4
+    for index in (0, 11):
+        assert torch.equal(mix[(index, 5)]["lq"], TeacherCacheDataset(cache)[(index, 5)]["lq"])
+    assert torch.equal(mix[(13, 5)]["lq"], TeacherCacheDataset(clean)[(1, 5)]["lq"])
+    with pytest.raises(IndexError):
+        mix[(16, 0)]
+    other_scale = TeacherCacheDataset(clean)
+    other_scale.scale = 2  # as a 2x cache would be
+    with pytest.raises(TeacherCacheError, match="different scales cannot mix"):
+        TeacherCacheMix([TeacherCacheDataset(cache), other_scale])
+
+    recipe = cached(cache, tmp_path / "run", train={"steps": 2})
+    recipe["teacher"]["cache"] = [str(cache), str(clean)]
+    trainer = Trainer(recipe_from_dict(recipe))
+    assert isinstance(trainer.dataset, TeacherCacheMix) and len(trainer.dataset) == 16
+    trainer.train()
+    assert (tmp_path / "run" / "checkpoints" / "step-00000002").is_dir()

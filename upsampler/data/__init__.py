@@ -5,6 +5,7 @@ from upsampler.data.datasets import DataError, ImageDataset, StepBatchSampler, c
 from upsampler.data.teacher_cache import (
     TeacherCacheDataset,
     TeacherCacheError,
+    TeacherCacheMix,
     build_teacher_cache,
 )
 
@@ -13,6 +14,7 @@ __all__ = [
     "ImageDataset",
     "StepBatchSampler",
     "TeacherCacheDataset",
+    "TeacherCacheMix",
     "TeacherCacheError",
     "build_teacher_cache",
     "collate",

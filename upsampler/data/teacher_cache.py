@@ -572,3 +572,38 @@ class TeacherCacheDataset(torch.utils.data.Dataset):
         if self.flip_vertical and rng.random() < 0.5:
             out = {k: v.flip(-2) for k, v in out.items()}
         return {**{k: v.contiguous() for k, v in out.items()}, "caption": ""}
+
+
+class TeacherCacheMix(torch.utils.data.Dataset):
+    """Several teacher caches read as one: e.g. heavily degraded inputs beside clean ones, so
+    that a student learns both. Samples are numbered cache after cache; the share of each
+    cache in training is its share of the samples (build or limit them accordingly).
+
+    Args:
+        caches: :class:`TeacherCacheDataset` s of one scale (their crop options as they are).
+
+    Raises:
+        TeacherCacheError: no caches, or caches of different scales.
+    """
+
+    def __init__(self, caches: Sequence[TeacherCacheDataset]):
+        if not caches:
+            raise TeacherCacheError("no teacher caches to mix")
+        scales = {cache.scale for cache in caches}
+        if len(scales) > 1:
+            names = ", ".join(f"{cache.root} ({cache.scale}x)" for cache in caches)
+            raise TeacherCacheError(f"teacher caches of different scales cannot mix: {names}")
+        self.caches = list(caches)
+        self.scale = caches[0].scale
+        self.ends = np.cumsum([len(cache) for cache in caches]).tolist()
+
+    def __len__(self) -> int:
+        return self.ends[-1]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} of a mix of {len(self)}")
+        which = bisect.bisect_right(self.ends, index)
+        start = self.ends[which - 1] if which else 0
+        return self.caches[which][(index - start, seed)]

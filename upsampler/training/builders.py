@@ -25,16 +25,20 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
     ground truth) triples; each sample is a dict keyed by ``(index, seed)``."""
     data = recipe.data
     if recipe.teacher.cache:
-        from upsampler.data.teacher_cache import TeacherCacheDataset
+        from upsampler.data.teacher_cache import TeacherCacheDataset, TeacherCacheMix
 
-        cache = Path(recipe.teacher.cache).expanduser()
-        return TeacherCacheDataset(
-            cache,
-            crop_size=data.crop_size,
-            flip=data.flip,
-            flip_vertical=data.flip_vertical,
-            samples=recipe.teacher.samples,
-        )
+        paths = recipe.teacher.cache
+        caches = [
+            TeacherCacheDataset(
+                Path(path).expanduser(),
+                crop_size=data.crop_size,
+                flip=data.flip,
+                flip_vertical=data.flip_vertical,
+                samples=recipe.teacher.samples,
+            )
+            for path in ([paths] if isinstance(paths, str) else paths)
+        ]
+        return caches[0] if len(caches) == 1 else TeacherCacheMix(caches)
     from upsampler.data import ImageDataset
 
     return ImageDataset(

@@ -149,10 +149,11 @@ class TeacherConfig:
     # exactly the degraded input the student sees. Empty: no teacher.
     model: str = ""
     # A teacher cache (`upsampler teacher-cache`): (degraded input, teacher output, ground
-    # truth) read from disk instead of degrading photos and running the teacher every step.
-    cache: str = ""
-    # With a cache: train on its first `samples` samples only (0: all of them). Only their
-    # shards must exist, so a run can start while the cache is still being built.
+    # truth) read from disk instead of degrading photos and running the teacher every step;
+    # or a list of caches read as one (e.g. degraded inputs beside clean ones).
+    cache: str | list[str] = ""
+    # With a cache: train on the first `samples` samples of each cache only (0: all of them).
+    # Only their shards must exist, so a run can start while a cache is still being built.
     samples: int = 0
     # Weights of the losses against the teacher's output (reconstruction uses
     # loss.reconstruction_type; 0 turns a term off).
