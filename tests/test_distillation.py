@@ -150,22 +150,18 @@ def test_the_distillation_recipe_loads(tmp_path):
     assert recipe.teacher.enabled and recipe.teacher.lpips > 0
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory, photos, compact_teacher) -> Path:
+def build_cache(photos: Path, folder: Path, teacher: Path, **options) -> Path:
+    """A tiny cache of 48 px crops; ``options`` override the count, shards, degradation, seed."""
     from upsampler.data import build_teacher_cache
 
-    folder = tmp_path_factory.mktemp("cache") / "x4"
-    build_teacher_cache(
-        photos,
-        folder,
-        teacher=str(compact_teacher),
-        degradation="realesrgan",
-        scale=4,
-        crop_size=48,
-        count=12,
-        shard_size=8,
-    )
+    arguments = dict(degradation="realesrgan", count=12, shard_size=8, seed=0) | options
+    build_teacher_cache(photos, folder, teacher=str(teacher), scale=4, crop_size=48, **arguments)
     return folder
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, photos, compact_teacher) -> Path:
+    return build_cache(photos, tmp_path_factory.mktemp("cache") / "x4", compact_teacher)
 
 
 def cached(cache: Path, run: Path, **sections) -> dict:
@@ -232,17 +228,13 @@ def test_several_caches_are_read_as_one(cache, photos, compact_teacher, tmp_path
         TeacherCacheDataset,
         TeacherCacheError,
         TeacherCacheMix,
-        build_teacher_cache,
     )
 
-    clean = tmp_path / "clean"
-    build_teacher_cache(
+    clean = build_cache(
         photos,
-        clean,
-        teacher=str(compact_teacher),
+        tmp_path / "clean",
+        compact_teacher,
         degradation="bicubic",
-        scale=4,
-        crop_size=48,
         count=4,
         shard_size=4,
         seed=1,
