@@ -257,3 +257,14 @@ def test_several_caches_are_read_as_one(cache, photos, compact_teacher, tmp_path
     assert isinstance(trainer.dataset, TeacherCacheMix) and len(trainer.dataset) == 16
     trainer.train()
     assert (tmp_path / "run" / "checkpoints" / "step-00000002").is_dir()
+
+    # One count per cache: the first 10 degraded samples beside the first 3 clean ones.
+    recipe["teacher"]["samples"] = [10, 3]
+    recipe["train"]["output_dir"] = str(tmp_path / "counts")
+    trainer = Trainer(recipe_from_dict(recipe))
+    assert [len(part) for part in trainer.dataset.caches] == [10, 3]
+    second = trainer.dataset.caches[1].cached(1)["lq"]
+    assert torch.equal(second, TeacherCacheDataset(clean).cached(1)["lq"])
+    recipe["teacher"]["samples"] = [10]
+    with pytest.raises(RecipeError, match="gives 1 counts for 2 caches"):
+        recipe_from_dict(recipe)

@@ -27,16 +27,18 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
     if recipe.teacher.cache:
         from upsampler.data.teacher_cache import TeacherCacheDataset, TeacherCacheMix
 
-        paths = recipe.teacher.cache
+        paths, samples = recipe.teacher.cache, recipe.teacher.samples
+        paths = [paths] if isinstance(paths, str) else paths
+        samples = samples if isinstance(samples, list) else [samples] * len(paths)
         caches = [
             TeacherCacheDataset(
                 Path(path).expanduser(),
                 crop_size=data.crop_size,
                 flip=data.flip,
                 flip_vertical=data.flip_vertical,
-                samples=recipe.teacher.samples,
+                samples=count,
             )
-            for path in ([paths] if isinstance(paths, str) else paths)
+            for path, count in zip(paths, samples, strict=True)
         ]
         return caches[0] if len(caches) == 1 else TeacherCacheMix(caches)
     from upsampler.data import ImageDataset

@@ -152,9 +152,10 @@ class TeacherConfig:
     # truth) read from disk instead of degrading photos and running the teacher every step;
     # or a list of caches read as one (e.g. degraded inputs beside clean ones).
     cache: str | list[str] = ""
-    # With a cache: train on the first `samples` samples of each cache only (0: all of them).
-    # Only their shards must exist, so a run can start while a cache is still being built.
-    samples: int = 0
+    # With a cache: train on the first `samples` samples of each cache only (0: all of them),
+    # or a list of one count per cache. Only their shards must exist, so a run can start while
+    # a cache is still being built.
+    samples: int | list[int] = 0
     # Weights of the losses against the teacher's output (reconstruction uses
     # loss.reconstruction_type; 0 turns a term off).
     reconstruction: float = 1.0
@@ -388,8 +389,15 @@ def _validate(recipe: Recipe) -> Recipe:
 
 def _validate_teacher(recipe: Recipe) -> None:
     teacher, degradation = recipe.teacher, recipe.degradation
-    if teacher.samples < 0 or (teacher.samples and not teacher.cache):
+    counts = teacher.samples if isinstance(teacher.samples, list) else [teacher.samples]
+    if any(count < 0 for count in counts) or (any(counts) and not teacher.cache):
         raise RecipeError(f"teacher.samples ({teacher.samples}) needs teacher.cache and >= 0")
+    caches = [teacher.cache] if isinstance(teacher.cache, str) else teacher.cache
+    if isinstance(teacher.samples, list) and len(teacher.samples) != len(caches):
+        raise RecipeError(
+            f"teacher.samples gives {len(teacher.samples)} counts for {len(caches)} caches: "
+            "give one per cache, or one number for all"
+        )
     for name in ("reconstruction", "pyramid", "lpips"):
         if getattr(teacher, name) < 0:
             raise RecipeError(f"teacher.{name} must be >= 0, got {getattr(teacher, name)}")
