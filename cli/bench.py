@@ -57,7 +57,10 @@ def _measure(spec: dict, timeout: float) -> dict:
 
 def bench(
     presets: str = typer.Option(
-        "nano", "--presets", help="Comma-separated GigaGAN presets (nano, small, base, giga)."
+        "nano",
+        "--presets",
+        help="Comma-separated GigaGAN presets (`upsampler presets` lists them; the built-in "
+        "models are `student`).",
     ),
     sizes: str = typer.Option(
         "128x128,256x256,512x512",
@@ -135,6 +138,8 @@ def bench(
             f"| {seconds:.3f} | {megapixels / seconds:.2f} | {seconds / megapixels:.3f} "
             f"| {result['peak_rss_bytes'] / 2**30:.2f} GiB | {gpu} |"
         )
+    for line in _speed_ratios(results):
+        typer.echo(line)
     first = next((r for r in results if "error" not in r), None)
     if first is not None:
         typer.echo(
@@ -148,6 +153,25 @@ def bench(
         json_path.write_text(json.dumps(results, indent=2))
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+def _speed_ratios(results: list[dict]) -> list[str]:
+    """One line per GigaGAN measurement that has an RRDBNet one of the same size in the run:
+    how many times faster than RRDBNet (the Real-ESRGAN x4plus architecture) it is."""
+    seconds = {
+        (r["method"], r["preset"], r["width"], r["height"]): statistics.median(r["seconds"])
+        for r in results
+        if "error" not in r
+    }
+    lines = []
+    for (method, preset, width, height), time in seconds.items():
+        reference = seconds.get(("rrdbnet", None, width, height))
+        if method == "gigagan" and reference is not None:
+            lines.append(
+                f"{width}x{height} -> {4 * width}x{4 * height}: gigagan `{preset}` is "
+                f"{reference / time:.1f}x faster than RRDBNet ({time:.3f} s against {reference:.3f} s)"
+            )
+    return ["", *lines] if lines else []
 
 
 # ---------------------------------------------------------------------- worker process

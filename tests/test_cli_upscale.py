@@ -248,6 +248,27 @@ def test_bench_command_prints_a_table(tmp_path):
         "rrdbnet",
     ]
     assert "64x64" in rows[1] and (tmp_path / "bench.json").is_file()
+    assert "16x16 -> 64x64: gigagan `nano` is " in result.output
+
+
+def test_bench_prints_each_models_speed_against_rrdbnet():
+    from upsampler_cli.bench import _speed_ratios
+
+    def run(method, preset, seconds, width=256):
+        return dict(method=method, preset=preset, width=width, height=width, seconds=seconds)
+
+    results = [
+        run("bicubic", None, [0.01]),
+        run("gigagan", "student", [0.5, 0.4, 0.6]),  # median 0.5
+        run("rrdbnet", None, [13.0, 12.0, 14.0]),  # median 13.0
+        run("gigagan", "nano", [1.0], width=512),  # no RRDBNet at this size: no ratio
+        {**run("rrdbnet", None, [1.0], width=512), "error": "timed out"},
+    ]
+    assert _speed_ratios(results) == [
+        "",
+        "256x256 -> 1024x1024: gigagan `student` is 26.0x faster than RRDBNet "
+        "(0.500 s against 13.000 s)",
+    ]
 
 
 def test_sidecar_captions_steer_a_text_conditioned_model(tmp_path, monkeypatch):
