@@ -340,9 +340,12 @@ class Upscaler:
                         truncation_psi=truncation_psi,
                         on_tiles=report,
                     )
-                if tuple(hq.shape[-2:]) != out_size:
-                    hq = _resize(hq, out_size)
+                # Clamped before the resize, as between passes: the resize acts on the image
+                # the passes made, so outscale 8 is outscale 16 reduced by half. (Resizing the
+                # unclamped output let overshoot leak into neighbours: 4/255 on a tiny model.)
                 hq = hq.clamp(0.0, 1.0)
+                if tuple(hq.shape[-2:]) != out_size:
+                    hq = _resize(hq, out_size).clamp(0.0, 1.0)
                 if alpha is not None:
                     alpha = _resize(alpha, out_size).clamp(0.0, 1.0)
                     hq = _unpremultiply(hq, alpha)
