@@ -286,11 +286,27 @@ def test_upscale_cli_runs_an_aurasr_folder(aurasr_folder, tmp_path):
             str(tmp_path / "out"),
             "--model",
             str(aurasr_folder),
+            "--device",
+            "cpu",
+            "--dtype",
+            "fp32",
             "--no-progress",
         ],
     )
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "out" / "photo.png").size == (4 * 27, 4 * 19)
+    with Image.open(tmp_path / "out" / "photo.png") as written:
+        assert written.size == (4 * 27, 4 * 19) and written.mode == "RGB"
+        actual = np.asarray(written)
+    # The file is the library's output for the same folder and seed, not merely of its size.
+    upscaler = Upscaler(load_model(aurasr_folder), device="cpu", dtype="fp32")
+    with Image.open(tmp_path / "photo.png") as photo:
+        expected = np.asarray(upscaler.upscale(photo, seed=0))
+    np.testing.assert_array_equal(actual, expected)
+    # ... and no other: another seed (AuraSR's z and input noise) changes about a fifth of the
+    # pixels of this random network's output (measured), so the comparison could fail.
+    with Image.open(tmp_path / "photo.png") as photo:
+        other = np.asarray(upscaler.upscale(photo, seed=1))
+    assert (other != actual).mean() > 0.05
 
 
 # ---------------------------------------------------------------------- our engine

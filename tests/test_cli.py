@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 import upsampler
@@ -18,10 +21,87 @@ def test_version():
     assert result.output.strip() == f"upsampler {upsampler.__version__}"
 
 
-def test_help_lists_commands():
+# Every subcommand: the start of its one-line help, and the options a user reaches for first.
+SUBCOMMANDS = {
+    "presets": ("List the generator presets", ["--scale", "--text"]),
+    "upscale": (
+        "Upscale images 4x/8x",
+        [
+            "--output",
+            "--scale",
+            "--model",
+            "--prompt",
+            "--tile",
+            "--device",
+            "--dtype",
+            "--seed",
+            "--format",
+            "--overwrite",
+        ],
+    ),
+    "bench": ("Time GigaGAN presets", ["--presets", "--sizes", "--methods", "--device", "--json"]),
+    "degrade": (
+        "Degrade photos",
+        ["--output", "--preset", "--scale", "--seed", "--count", "--sheet"],
+    ),
+    "teacher-cache": (
+        "Cache a teacher's outputs",
+        ["--output", "--teacher", "--degradation", "--scale", "--crop-size", "--count", "--seed"],
+    ),
+    "train": ("Train an upsampler from a recipe", ["--resume", "--set", "--output-dir"]),
+    "export": ("Write a slim release", ["--output", "--fp16", "--overwrite"]),
+    "prepare-lpips": ("Prepare real LPIPS weights", ["--source", "--output", "--if-missing"]),
+    "eval": (
+        "Score models beside bicubic",
+        ["--model", "--baseline", "--degradation", "--scale", "--seed", "--json"],
+    ),
+    "models": ("List the built-in models", []),
+    "info": ("Print what a model is", ["--revision"]),
+    "convert": ("Convert other projects' upsampler checkpoints", []),
+}
+
+
+def plain(output: str) -> str:
+    """Help text without rich's box drawing, wrapped lines joined: phrases read whole."""
+    return " ".join(re.sub("[\u2500-\u257f]", " ", output).split())
+
+
+def option_names(output: str) -> set[str]:
+    """The long options that start a row of the help's option table."""
+    return set(re.findall(r"^[\s\u2502*]*(--[a-z][a-z0-9-]*)", output, flags=re.MULTILINE))
+
+
+def test_help_lists_every_command_with_its_summary():
     result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    assert "presets" in result.output
+    assert result.exit_code == 0, result.output
+    text = plain(result.output)
+    assert "Usage: upsampler [OPTIONS] COMMAND" in text
+    for name, (summary, _) in SUBCOMMANDS.items():
+        assert f" {name} {summary}" in text, name
+    # The table lists exactly what is registered, and the list above covers all of it.
+    listed = set(re.findall(r"^\u2502 ([a-z][a-z-]*) ", result.output, flags=re.MULTILINE))
+    assert listed == set(typer.main.get_command(app).commands) == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_each_command_help_shows_its_key_options(name):
+    summary, options = SUBCOMMANDS[name]
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    text = plain(result.output)
+    assert f"Usage: upsampler {name} [OPTIONS]" in text
+    assert summary in text
+    missing = set(options) - option_names(result.output)
+    assert not missing, f"{name} --help lacks {sorted(missing)}"
+
+
+def test_convert_help_names_its_converters_and_their_options():
+    result = runner.invoke(app, ["convert", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "aurasr Convert AuraSR weights" in plain(result.output)
+    result = runner.invoke(app, ["convert", "aurasr", "--help"])
+    assert result.exit_code == 0, result.output
+    assert {"--output", "--overwrite"} <= option_names(result.output)
 
 
 def test_presets_lists_parameter_counts():

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
 import upsampler_cli.degrade as degrade_module
+from upsampler.degradations import DegradationPipeline
 from upsampler_cli.app import app
 
 runner = CliRunner()
@@ -27,6 +30,34 @@ def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 def _files(folder: Path) -> set[str]:
     return {path.name for path in folder.iterdir()}
+
+
+def _hq(path: Path) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1], as read from the file."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).copy()
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+
+
+def _uint8(lq: torch.Tensor) -> np.ndarray:
+    return (lq[0] * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _degraded(hq: torch.Tensor, pipeline: DegradationPipeline, seed: int, count: int = 1):
+    """The library's variants of ``hq``: ``count`` calls on one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return [_uint8(pipeline(hq, generator=generator)) for _ in range(count)]
+
+
+def _read(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def _detail(pixels: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels: lower is smoother."""
+    pixels = pixels.astype(np.float64)
+    return float(np.abs(np.diff(pixels, axis=0)).mean() + np.abs(np.diff(pixels, axis=1)).mean())
 
 
 def test_degrade_writes_variants_and_sheets_and_reports_broken_files(tmp_path):
@@ -62,6 +93,14 @@ def test_degrade_writes_variants_and_sheets_and_reports_broken_files(tmp_path):
         assert np.array_equal(hq_part, np.asarray(original)[1:73, 1:101])  # center crop
     with Image.open(out / "beach_lq0.png") as a, Image.open(out / "beach_lq1.png") as b:
         assert not np.array_equal(np.asarray(a), np.asarray(b)), "variants differ"
+    # Input number i (beach 0, broken 1, city 2) uses seed + i, and its variants are successive
+    # draws of one generator: the files are the library's realesrgan pipeline with seed 3 + 2.
+    realesrgan = DegradationPipeline.from_preset("realesrgan", scale=4)
+    city = _hq(inputs / "city.jpg")
+    expected = _degraded(city, realesrgan, seed=5, count=2)
+    for variant, pixels in enumerate(expected):
+        np.testing.assert_array_equal(_read(out / f"city_lq{variant}.png"), pixels)
+    assert not np.array_equal(_degraded(city, realesrgan, seed=3)[0], expected[0])
 
 
 def test_degrade_is_reproducible_for_a_seed(tmp_path):
@@ -89,18 +128,36 @@ def test_degrade_presets_scale_and_recipe_file(tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "b" / "photo_lq0.png") as lq:
         assert lq.size == (10, 8)
+    # bicubic: an antialiased bicubic resize to 1/8, rounded to 8 bits, and nothing else
+    # (without antialiasing it is up to 33 levels off, an area average 6).
+    hq = _hq(photo)
+    bicubic = F.interpolate(hq, size=(8, 10), mode="bicubic", antialias=True, align_corners=False)
+    lq = _read(tmp_path / "b" / "photo_lq0.png")
+    np.testing.assert_array_equal(lq, _uint8(bicubic.clamp(0, 1)))
 
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
-        '[degradation]\n\n[[degradation.stages]]\ntype = "blur"\nsigma = [1.0, 2.0]\n\n'
+        '[degradation]\n\n[[degradation.stages]]\ntype = "blur"\nsigma = [3.0, 4.0]\n\n'
         '[[degradation.stages]]\ntype = "resize"\nup_down_keep = [0, 0, 1]\nrelative_to = "target"\n'
     )
     result = runner.invoke(
         app, ["degrade", str(photo), "-o", str(tmp_path / "r"), "--preset", str(recipe)]
     )
     assert result.exit_code == 0, result.output
-    with Image.open(tmp_path / "r" / "photo_lq0.png") as lq:
-        assert lq.size == (20, 16)
+    lq = _read(tmp_path / "r" / "photo_lq0.png")
+    assert lq.shape == (16, 20, 3)
+    # The recipe's stages, with the seed's draws: the library's pipeline from the same tables.
+    stages = [
+        {"type": "blur", "sigma": [3.0, 4.0]},
+        {"type": "resize", "up_down_keep": [0, 0, 1], "relative_to": "target"},
+    ]
+    pipeline = DegradationPipeline.from_config(stages, scale=4)
+    np.testing.assert_array_equal(lq, _degraded(hq, pipeline, seed=0)[0])
+    assert not np.array_equal(lq, _degraded(hq, pipeline, seed=1)[0])  # the seed matters
+    # ... blurred before the resize: smoother than the plain bicubic downscale (measured: 27.4
+    # against 30.5 levels between neighbours).
+    plain = _uint8(F.interpolate(hq, size=(16, 20), mode="bicubic", antialias=True).clamp(0, 1))
+    assert _detail(lq) < 0.95 * _detail(plain)
 
 
 def test_degrade_rejects_bad_options(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -199,9 +200,27 @@ def test_text_to_image_output_is_scale_times_larger(sd, encoder, scale):
 
 
 def test_outscale_8_runs_a_4x_model_twice(ddpm):
-    pipe = UpscaledPipeline(ddpm, Upscaler(tiny_generator(scale=4), device="cpu"))
+    upscaler = Upscaler(tiny_generator(scale=4), device="cpu")
+    pipe = UpscaledPipeline(ddpm, upscaler)
     images = pipe(batch_size=2, output_type="pt", upscale_outscale=8, **seeded()).images
     assert images.shape == (2, 3, 8 * BASE_SIZE, 8 * BASE_SIZE)
+
+    # Written out: the model twice with the same seed (16x), then the documented reduction to
+    # 8x, a bicubic antialiased resize by one half.
+    lq = ddpm(batch_size=2, output_type="pt", **seeded()).images
+    once = upscaler.upscale(lq)
+    twice = upscaler.upscale(once)
+    assert twice.shape == (2, 3, 16 * BASE_SIZE, 16 * BASE_SIZE)
+    expected = F.interpolate(
+        twice, size=images.shape[-2:], mode="bicubic", align_corners=False, antialias=True
+    ).clamp(0, 1)
+    torch.testing.assert_close(images, expected, atol=1e-5, rtol=0)
+    # Neither shortcut passes for it (measured: 0.15 and 0.02 apart): one pass enlarged 2x,
+    # or the reduction without antialiasing.
+    enlarged = F.interpolate(once, scale_factor=2, mode="bicubic").clamp(0, 1)
+    aliased = F.interpolate(twice, size=images.shape[-2:], mode="bicubic").clamp(0, 1)
+    assert (images - enlarged).abs().max() > 0.05
+    assert (images - aliased).abs().max() > 5e-3
 
 
 def test_every_output_type_gives_the_same_pixels(sd, encoder):
@@ -231,17 +250,44 @@ def test_every_output_type_gives_the_same_pixels(sd, encoder):
 
 @pytest.mark.parametrize("output_type", ["pil", "np", "pt", "latent"])
 def test_unconditional_pipeline_every_output_type(ddpm, encoder, output_type):
-    pipe = UpscaledPipeline(ddpm, text_upscaler(encoder))
+    upscaler = text_upscaler(encoder)
+    pipe = UpscaledPipeline(ddpm, upscaler)
     images = pipe(batch_size=3, output_type=output_type, **seeded()).images
     size = 4 * BASE_SIZE
     if output_type == "pil":
         assert [image.size for image in images] == [(size, size)] * 3
+        pixels = np.stack([np.asarray(image) for image in images])
+        actual = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     elif output_type == "np":
         assert images.shape == (3, size, size, 3)
+        actual = torch.from_numpy(images).permute(0, 3, 1, 2)
     else:
         assert images.shape == (3, 3, size, size)
+        actual = images
     # A text-conditioned upsampler after an unconditional pipeline reads the empty prompt.
     assert encoder.calls == [["", "", ""]]
+    # ... and its pixels are the model's upscale of the base images with that prompt (PIL: up
+    # to its 8-bit rounding).
+    lq = ddpm(batch_size=3, output_type="pt", **seeded()).images
+    expected = upscaler.upscale(lq, "")
+    atol = 0.5 / 255 + 1e-6 if output_type == "pil" else 1e-5
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
+
+
+def test_wrapping_a_pipeline_upscales_its_images_with_the_model(ddpm):
+    # What Upscaler.attach(pipe) did before it became UpscaledPipeline(pipe, upscaler).
+    upscaler = Upscaler(tiny_generator(), device="cpu")
+    pipe = UpscaledPipeline(ddpm, upscaler)
+    hq = pipe(batch_size=2, output_type="pt", upscale_seed=3, **seeded()).images
+    lq = ddpm(batch_size=2, output_type="pt", **seeded()).images
+    assert lq.shape == (2, 3, BASE_SIZE, BASE_SIZE)
+    assert hq.shape == (2, 3, 4 * BASE_SIZE, 4 * BASE_SIZE)
+    torch.testing.assert_close(hq, upscaler.upscale(lq, seed=3), atol=1e-5, rtol=0)
+    # The seed reaches the model (another z, other detail), so the comparison could fail; and
+    # the detail is the model's, not a bicubic enlargement.
+    assert (upscaler.upscale(lq, seed=0) - hq).abs().max() > 1e-2
+    bicubic = F.interpolate(lq, scale_factor=4, mode="bicubic").clamp(0, 1)
+    assert (bicubic - hq).abs().max() > 1e-2
 
 
 def test_return_dict_false_returns_the_base_tuple(sd, encoder):
