@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from upsampler.degradations import DegradationPipeline
+from upsampler.degradations.presets import PRESETS
 from upsampler_cli.reporting import exit_on_failures
 
 
@@ -36,7 +36,7 @@ def eval_command(
         "bicubic",
         "--degradation",
         "-d",
-        help=f"Degradation preset: {', '.join(DegradationPipeline.preset_names())}.",
+        help=f"Degradation preset: {', '.join(PRESETS)}.",
     ),
     scale: int = typer.Option(
         4,
@@ -91,10 +91,9 @@ def eval_command(
         return typer.Exit(2)
 
     try:
-        if degradation not in DegradationPipeline.preset_names():
+        if degradation not in PRESETS:
             raise ValueError(
-                f"unknown degradation {degradation!r}; expected one of "
-                f"{', '.join(DegradationPipeline.preset_names())}"
+                f"unknown degradation {degradation!r}; expected one of {', '.join(PRESETS)}"
             )
         if scale < 1:
             raise ValueError(f"--scale must be >= 1, got {scale}")

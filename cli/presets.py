@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from upsampler.models.generator import GigaGANUpsampler
-
 
 def presets(
     scale: int = typer.Option(
@@ -18,6 +16,8 @@ def presets(
     ),
 ) -> None:
     """List the generator presets with their parameter counts."""
+    from upsampler.models.generator import GigaGANUpsampler
+
     typer.echo(
         f"{'preset':<8} {'parameters':>14}  (scale {scale}, {'text' if text else 'unconditional'})"
     )

@@ -7,10 +7,6 @@ from pathlib import Path
 
 import typer
 
-from upsampler.data import DataError
-from upsampler.text.base import TextEncoderUnavailableError
-from upsampler.training.recipe import RecipeError, load_recipe
-
 
 def train(
     recipe: Path = typer.Argument(..., help="TOML recipe (see recipes/)."),
@@ -45,6 +41,9 @@ def train(
     """
     from tqdm import tqdm
 
+    from upsampler.data import DataError
+    from upsampler.text.base import TextEncoderUnavailableError
+    from upsampler.training.recipe import RecipeError, load_recipe
     from upsampler.training.trainer import OutputWriteError, Trainer, TrainingDivergedError
 
     given = list(overrides)

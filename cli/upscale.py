@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import typer
 
-from upsampler.io.images import DEFAULT_MAX_PIXELS
+from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
 from upsampler_cli.reporting import exit_on_failures
 
 # Images whose tiles are at least this many get a second progress bar over their tiles.
@@ -63,8 +63,6 @@ def _collect(
     into subfolders with ``recursive``; anything inside the output folder is left out, so an
     output folder inside an input folder is never read back as input.
     """
-    from upsampler.io.images import IMAGE_SUFFIXES
-
     out_dir = output.resolve()
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
@@ -90,8 +88,6 @@ def _plan(
     found: list[tuple[Path, Path]], output: Path, format: OutputFormat, suffix: str
 ) -> tuple[list[_Job], list[tuple[Path, str]]]:
     """The output path and format of every input; inputs that cannot have one fail here."""
-    from upsampler.io.images import IMAGE_SUFFIXES, WRITE_FORMATS
-
     out_dir = output.resolve()
     jobs: list[_Job] = []
     failed: list[tuple[Path, str]] = []

@@ -20,9 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from upsampler.degradations.kernels import KERNEL_TYPES
-
 __all__ = [
+    "KERNEL_TYPES",
     "RESIZE_MODES",
     "BlurStage",
     "FinalStage",
@@ -35,6 +34,18 @@ __all__ = [
     "parse_stages",
     "stage_to_dict",
 ]
+
+#: The blur kernel families of Real-ESRGAN (``kernel_list`` in its training options). Built in
+#: :mod:`upsampler.degradations.kernels`; named here, so that configs and presets (and the help
+#: of the command line) need no torch.
+KERNEL_TYPES: tuple[str, ...] = (
+    "iso",
+    "aniso",
+    "generalized_iso",
+    "generalized_aniso",
+    "plateau_iso",
+    "plateau_aniso",
+)
 
 #: Interpolation modes a resize may draw from (``torch.nn.functional.interpolate`` names).
 RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "bicubic", "nearest")

@@ -30,6 +30,7 @@ import math
 import torch
 
 from upsampler.degradations._sampling import bernoulli, choice, uniform
+from upsampler.degradations.config import KERNEL_TYPES
 
 __all__ = [
     "KERNEL_TYPES",
@@ -42,16 +43,6 @@ __all__ = [
     "sample_sinc_kernels",
     "sinc_kernels",
 ]
-
-#: The blur kernel families of Real-ESRGAN (``kernel_list`` in its training options).
-KERNEL_TYPES: tuple[str, ...] = (
-    "iso",
-    "aniso",
-    "generalized_iso",
-    "generalized_aniso",
-    "plateau_iso",
-    "plateau_aniso",
-)
 
 
 def _grid(size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from upsampler.degradations.config import (
+    KERNEL_TYPES,
     BlurStage,
     FinalStage,
     JpegStage,
@@ -21,7 +22,6 @@ from upsampler.degradations.config import (
     ResizeStage,
     Stage,
 )
-from upsampler.degradations.kernels import KERNEL_TYPES
 
 __all__ = ["PRESETS", "preset_stages"]
 

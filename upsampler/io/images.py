@@ -50,29 +50,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from upsampler.io.files import umask
-
-# 40 megapixels in: a 4x output of that is 640 megapixels (about 2 GB as 8-bit RGB).
-DEFAULT_MAX_PIXELS = 40_000_000
-
-# Input suffixes and the Pillow format each one is read as; other files in a folder are ignored.
-IMAGE_SUFFIXES: dict[str, str] = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-}
-# Formats written, with the suffix they get.
-WRITE_FORMATS: dict[str, str] = {
-    "PNG": ".png",
-    "JPEG": ".jpg",
-    "WEBP": ".webp",
-    "TIFF": ".tif",
-    "BMP": ".bmp",
-}
+from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
 
 ORIENTATION_TAG = 0x0112
 # TIFF tags that describe the file's own layout: meaningless (and wrong) once copied as EXIF.

