@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from upsampler import GigaGANUpsampler, Upscaler
-from upsampler.training.checkpoints import checkpoint_dir, export_release, list_checkpoints
+from upsampler.training.checkpoints import export_release, list_checkpoints
 from upsampler.training.recipe import RecipeError, load_recipe, recipe_from_dict
 from upsampler.training.trainer import Trainer, TrainingDivergedError
 from upsampler_cli.app import app
@@ -332,17 +332,18 @@ def test_shipped_recipes_are_valid():
         assert "Hardware:" in text and "Time:" in text, f"{path.name} must say what it expects"
 
 
-def test_nano_4x_psnr_recipe_continues_the_nano_4x_warmup():
-    """Both built-in models start from the same warm-up: nano-4x-psnr's recipe must name the
-    checkpoint that recipes/nano-4x.toml keeps at the end of its warm-up."""
+def test_the_psnr_release_recipe_trains_the_student_for_fidelity():
+    """nano-4x-psnr comes from recipes/nano-4x-psnr.toml: the `student` preset (the one
+    recipes/distil-4x.toml distils into) from random weights, reconstruction only, on clean
+    bicubic downscales, as its model card says."""
     recipes = Path(__file__).parents[1] / "recipes"
-    nano = load_recipe(recipes / "nano-4x.toml")
+    distil = load_recipe(recipes / "distil-4x.toml")
     psnr = load_recipe(recipes / "nano-4x-psnr.toml")
-    warmup_end = checkpoint_dir(nano.train.output_dir, nano.train.warmup_steps)
-    assert Path(psnr.train.init_from) == warmup_end
-    assert psnr.model == nano.model
-    assert psnr.train.warmup_steps == psnr.train.steps  # reconstruction only
+    assert psnr.model == distil.model == {"preset": "student", "scale": 4}
+    assert len(distil.teacher.cache) == 2 and distil.teacher.lpips > 0
+    assert psnr.train.warmup_steps == psnr.train.steps == 12_000  # reconstruction only
     assert psnr.degradation.preset == "bicubic" and psnr.loss.lpips == 0
+    assert not psnr.teacher.enabled and not psnr.train.init_from
 
 
 def test_text_conditioned_training_with_an_embedding_cache(photos, tmp_path):
