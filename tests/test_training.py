@@ -235,6 +235,9 @@ def test_export_round_trip(photos, tmp_path):
         "config.json",
         "diffusion_pytorch_model.safetensors",
     ]
+    config = json.loads((release / "config.json").read_text())
+    assert "_name_or_path" not in config, "a release must not record the training machine's paths"
+    assert config["_class_name"] == "GigaGANUpsampler" and config["scale"] == 4
     model = GigaGANUpsampler.from_pretrained(release)
     ema = GigaGANUpsampler.from_pretrained(list_checkpoints(run)[-1] / "generator_ema")
     # The release is what the Upscaler loads: a 4x image comes back.

@@ -211,6 +211,8 @@ def export_release(
         FileExistsError: ``output_dir`` is not empty and ``overwrite`` is off.
         ValueError: ``output_dir`` overlaps the source, or is a file.
     """
+    from diffusers.configuration_utils import FrozenDict
+
     from upsampler.models.generator import GigaGANUpsampler
 
     checkpoint = resolve_checkpoint(source)
@@ -219,6 +221,10 @@ def export_release(
         sources = {"the run folder": checkpoint.parent.parent, **sources}
     output = check_output_folder(output_dir, sources=sources, overwrite=overwrite)
     model = GigaGANUpsampler.from_pretrained(checkpoint / "generator_ema")
+    # from_pretrained records where it read the model from: no path of this machine in a release.
+    model._internal_dict = FrozenDict(
+        {key: value for key, value in model.config.items() if key != "_name_or_path"}
+    )
     if fp16:
         model = model.half()
     return write_model_folder(output, model.save_pretrained)
