@@ -27,9 +27,6 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
     if recipe.teacher.cache:
         from upsampler.data.teacher_cache import TeacherCacheDataset, TeacherCacheMix
 
-        paths, samples = recipe.teacher.cache, recipe.teacher.samples
-        paths = [paths] if isinstance(paths, str) else paths
-        samples = samples if isinstance(samples, list) else [samples] * len(paths)
         caches = [
             TeacherCacheDataset(
                 Path(path).expanduser(),
@@ -38,7 +35,7 @@ def build_dataset(recipe: Recipe) -> torch.utils.data.Dataset:
                 flip_vertical=data.flip_vertical,
                 samples=count,
             )
-            for path, count in zip(paths, samples, strict=True)
+            for path, count in zip(recipe.teacher.caches, recipe.teacher.sample_counts, strict=True)
         ]
         return caches[0] if len(caches) == 1 else TeacherCacheMix(caches)
     from upsampler.data import ImageDataset

@@ -166,6 +166,20 @@ class TeacherConfig:
     def enabled(self) -> bool:
         return bool(self.model or self.cache)
 
+    @property
+    def caches(self) -> list[str]:
+        """The cache folders, one or several (none without a cache)."""
+        if isinstance(self.cache, str):
+            return [self.cache] if self.cache else []
+        return list(self.cache)
+
+    @property
+    def sample_counts(self) -> list[int]:
+        """How many samples of each cache to train on (0: all of it), one per cache."""
+        if isinstance(self.samples, list):
+            return list(self.samples)
+        return [self.samples] * max(len(self.caches), 1)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -389,13 +403,12 @@ def _validate(recipe: Recipe) -> Recipe:
 
 def _validate_teacher(recipe: Recipe) -> None:
     teacher, degradation = recipe.teacher, recipe.degradation
-    counts = teacher.samples if isinstance(teacher.samples, list) else [teacher.samples]
+    counts = teacher.sample_counts
     if any(count < 0 for count in counts) or (any(counts) and not teacher.cache):
         raise RecipeError(f"teacher.samples ({teacher.samples}) needs teacher.cache and >= 0")
-    caches = [teacher.cache] if isinstance(teacher.cache, str) else teacher.cache
-    if isinstance(teacher.samples, list) and len(teacher.samples) != len(caches):
+    if len(counts) != len(teacher.caches) and teacher.cache:
         raise RecipeError(
-            f"teacher.samples gives {len(teacher.samples)} counts for {len(caches)} caches: "
+            f"teacher.samples gives {len(counts)} counts for {len(teacher.caches)} caches: "
             "give one per cache, or one number for all"
         )
     for name in ("reconstruction", "pyramid", "lpips"):
