@@ -59,8 +59,8 @@ def bench(
     presets: str = typer.Option(
         "nano",
         "--presets",
-        help="Comma-separated GigaGAN presets (`upsampler presets` lists them; the built-in "
-        "models are `student`).",
+        help="Comma-separated GigaGAN presets (`upsampler presets` lists them; nano-4x is "
+        "`nano`, nano-4x-psnr is `student`).",
     ),
     sizes: str = typer.Option(
         "128x128,256x256,512x512",
