@@ -80,7 +80,8 @@ def test_a_batch_that_overflows_in_bf16_is_retried_in_fp32(monkeypatch):
     upscaler = Upscaler(model, device="cpu", dtype="bf16")
     lq = smooth_image(24, 32)
     hq = upscaler.upscale(lq, tile=16, tile_overlap=4, batch_size=2)
-    assert calls[torch.bfloat16] == calls[torch.float32] == 3  # 6 tiles, 3 batches, 3 retries
+    # 6 tiles, 3 batches, 3 retries; and first the tiny input that records the folded kernels
+    assert calls[torch.bfloat16] == 1 + 3 and calls[torch.float32] == 3
     rounded = Upscaler(nn_to(tiny_generator(), torch.bfloat16), device="cpu")
     torch.testing.assert_close(hq, rounded.upscale(lq, tile=16, tile_overlap=4), atol=1e-5, rtol=0)
     # The model is back in bf16, with parameters that autograd can still use.
@@ -101,13 +102,14 @@ def test_only_the_batch_that_overflows_is_retried(monkeypatch):
     def first_batch_overflows(lq, *args, **kwargs):
         calls.append(lq.dtype)
         output = forward(lq, *args, **kwargs)
-        if len(calls) == 1:
+        if len(calls) == 2:  # the first tile batch (after the folding probe)
             output.hq[:] = float("nan")
         return output
 
     monkeypatch.setattr(model, "forward", first_batch_overflows)
     hq = Upscaler(model, device="cpu", dtype="bf16").upscale(smooth_image(24, 32), tile=16)
-    assert calls == [torch.bfloat16, torch.float32] + [torch.bfloat16] * 5
+    # The tiny input that records the folded kernels, then the tiles.
+    assert calls == [torch.bfloat16] * 2 + [torch.float32] + [torch.bfloat16] * 5
     assert torch.isfinite(hq).all()
 
 
@@ -158,14 +160,18 @@ def test_sixteen_bit_input_keeps_its_precision_through_a_bf16_model():
 
 
 def test_fp32_output_is_the_models_own_output():
-    # The engine adds the residual itself; in fp32 that is the model's forward, to the bit.
+    # The engine adds the residual itself; in fp32 that is the model's forward, to the bit, on
+    # the per-sample path, and to float rounding with the image's kernels folded.
     model = tiny_generator()
     lq = smooth_image(32, 48)
     with torch.no_grad():
         ws = model.styles(1, generator=torch.Generator().manual_seed(0))
         reference = model(lq, ws=ws).hq.clamp(0, 1)
         detail = model(lq, ws=ws, add_input=False).hq
-    assert torch.equal(Upscaler(model, device="cpu").upscale(lq, tile=64), reference)
+    unfolded = Upscaler(model, device="cpu", fold_styles=False, channels_last=False)
+    assert torch.equal(unfolded.upscale(lq, tile=64), reference)
+    folded = Upscaler(model, device="cpu").upscale(lq, tile=64)
+    torch.testing.assert_close(folded, reference, atol=1e-5, rtol=0)
     torch.testing.assert_close(
         detail + model.interpolated_input(lq, (128, 192)), model(lq, ws=ws).hq
     )

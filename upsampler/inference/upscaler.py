@@ -43,14 +43,17 @@ from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dt
 from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
 from upsampler.models.contract import UpsamplerModel
+from upsampler.models.folding import folded_styles, unfolded
 from upsampler.models.loading import load_model
 from upsampler.models.weights_check import first_few
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
-# Largest tile tried when none is given: on the CPU, 96 px tiles are the fastest per pixel
-# (measured with nano on 2 cores: 64 px 13 us/px, 96 px 12 us/px, 128 px 21 us/px, 256 px
-# 31 us/px: bigger tiles fall out of cache and attention grows quadratically).
-PREFERRED_TILE = {"cpu": 96, "cuda": 512, "mps": 256}
+# Largest tile tried when none is given. On the CPU, with folded styles in channels-last, the
+# time per pixel of one tile is nearly flat from 96 to 256 px (2 cores, us/px for 64/96/128/
+# 192/256/384 px: nano 23.5/20.5/18.9/19.9/21.8/37.6, student 27.4/23.7/23.2/22.8/21.6/23.6;
+# nano's attention grows quadratically beyond), while the share of pixels computed twice in
+# the 16 px overlaps falls with the tile: 192 px.
+PREFERRED_TILE = {"cpu": 192, "cuda": 512, "mps": 256}
 TILE_CANDIDATES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)
 DEFAULT_OVERLAP = 16
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
@@ -92,8 +95,14 @@ class Upscaler:
             precision the model does not support, is an error.
         text_encoder: turns prompts into embeddings for a text-conditioned model; without one,
             pass :class:`TextEmbeddings` as ``prompt``.
-        channels_last: run tiles in channels-last memory format (faster on some GPUs).
+        channels_last: run tiles in channels-last memory format. None (the default) uses it
+            on the CPU, where oneDNN's convolutions run about 1.3x faster in it, and not on
+            other devices.
         compile: wrap the model in ``torch.compile`` (first call slow, later ones faster).
+        fold_styles: run each image's modulated convolutions as plain convolutions, with the
+            kernels of its styles computed once per image instead of once per tile and layer
+            (:mod:`upsampler.models.folding`; the same output to float rounding). False keeps
+            the per-sample path the model trains with.
     """
 
     def __init__(
@@ -103,20 +112,24 @@ class Upscaler:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         text_encoder: TextEncoder | None = None,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile: bool = False,
+        fold_styles: bool = True,
     ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, model)
         # nn.Module.to, not ModelMixin.to: the latter logs a warning about fp32 modules (this
         # model has none), and the library never prints.
         self.model = nn.Module.to(model, device=self.device, dtype=self.dtype).eval()
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
         if channels_last:
             # Module.to(memory_format=...) rejects the 5-D kernel banks: convert 4-D weights only.
             for parameter in self.model.parameters():
                 if parameter.ndim == 4:
                     parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
         self.channels_last = channels_last
+        self.fold_styles = fold_styles
         self.text_encoder = text_encoder
         self._forward = torch.compile(self.model) if compile else self.model
 
@@ -128,8 +141,9 @@ class Upscaler:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         text_encoder: TextEncoder | None = None,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile: bool = False,
+        fold_styles: bool = True,
         revision: str | None = None,
     ) -> Upscaler:
         """Load a built-in model name, a ``save_pretrained`` folder, an AuraSR folder
@@ -148,6 +162,7 @@ class Upscaler:
             text_encoder=text_encoder,
             channels_last=channels_last,
             compile=compile,
+            fold_styles=fold_styles,
         )
 
     # ------------------------------------------------------------------ contract
@@ -438,19 +453,20 @@ class Upscaler:
             lq_fp32 = tiles.to(self.device, non_blocking=True)
             tile_text = None if device_text is None else device_text.index([0] * count)
             detail = self._network(self._forward, lq_fp32, tile_text, ws, self.dtype)
+            finite = torch.isfinite(detail).flatten(1).all(dim=1)
             retried = False
-            if not torch.isfinite(detail).all() and self.dtype != torch.float32:
+            if not finite.all() and self.dtype != torch.float32:
                 # Old GPUs without bf16 overflow in fp16; fp32 is the same model without the
                 # overflow. The retry costs one more forward of this batch only.
                 retried = True
-                with self._in_fp32():
+                with self._in_fp32(), unfolded(self.model):
                     if ws_fp32 is None:
                         # A fresh generator from the seed draws the same z first.
                         ws_fp32 = self._styles(
                             text, torch.Generator().manual_seed(seed), truncation_psi
                         )
                     detail = self._network(self.model, lq_fp32, tile_text, ws_fp32, torch.float32)
-            finite = torch.isfinite(detail).flatten(1).all(dim=1)
+                finite = torch.isfinite(detail).flatten(1).all(dim=1)
             if not finite.all():
                 first = tiles_done + int((~finite).nonzero()[0, 0])
                 raise self._non_finite_error(plan, first, retried=retried)
@@ -459,37 +475,44 @@ class Upscaler:
             hq = detail.float() if base is None else base + detail.float()
             return hq.cpu()
 
-        while True:
-            plan = plan_tiles(
-                lq.shape[-2],
-                lq.shape[-1],
-                tile=tile,
-                overlap=min(overlap, tile // 2),
-                size_multiple=self.size_multiple,
-                scale=self.scale,
-                # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
-                min_side=min(self.model.min_size, tile),
-            )
-            tiles_done = 0
-            try:
-                return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not _is_out_of_memory(error):
-                    raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                # Smaller batches first (same output), then smaller tiles.
-                if batch_size > 1:
-                    batch_size //= 2
-                elif (
-                    tile // 2 >= max(self.size_multiple, 16) and tile // 2 % self.size_multiple == 0
-                ):
-                    tile //= 2
-                else:
-                    raise RuntimeError(
-                        f"out of memory on {self.device} even with one {tile}px tile at a time; "
-                        "use a smaller model, dtype or device"
-                    ) from error
+        folding = (
+            folded_styles(self.model, ws, text, channels_last=self.channels_last)
+            if self.fold_styles
+            else contextlib.nullcontext()
+        )
+        with folding:
+            while True:
+                plan = plan_tiles(
+                    lq.shape[-2],
+                    lq.shape[-1],
+                    tile=tile,
+                    overlap=min(overlap, tile // 2),
+                    size_multiple=self.size_multiple,
+                    scale=self.scale,
+                    # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
+                    min_side=min(self.model.min_size, tile),
+                )
+                tiles_done = 0
+                try:
+                    return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
+                except (torch.OutOfMemoryError, RuntimeError) as error:
+                    if not _is_out_of_memory(error):
+                        raise
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    # Smaller batches first (same output), then smaller tiles.
+                    if batch_size > 1:
+                        batch_size //= 2
+                    elif (
+                        tile // 2 >= max(self.size_multiple, 16)
+                        and tile // 2 % self.size_multiple == 0
+                    ):
+                        tile //= 2
+                    else:
+                        raise RuntimeError(
+                            f"out of memory on {self.device} even with one {tile}px tile at a time; "
+                            "use a smaller model, dtype or device"
+                        ) from error
 
     def _network(
         self,

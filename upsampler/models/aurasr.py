@@ -42,6 +42,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from upsampler.models.folding import StyleConv
 from upsampler.models.generator import UpsamplerOutput
 from upsampler.text.base import TextEmbeddings
 
@@ -79,7 +80,7 @@ class RMSNorm(nn.Module):
         return normed.to(x.dtype)
 
 
-class ModulatedConv2d(nn.Module):
+class ModulatedConv2d(StyleConv):
     """A bias-free convolution whose kernel is a per-sample softmax mix of a bank (GigaGAN's
     adaptive kernel selection), scaled per input channel by ``1 + modulation`` and demodulated
     (StyleGAN2). The modulation and the kernel logits come from the caller (one shared linear
@@ -88,30 +89,21 @@ class ModulatedConv2d(nn.Module):
     x: (b, i, h, w), modulation: (b, i), kernel_logits: (b, n) -> (b, o, h, w)
     """
 
+    bias = None
+
     def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, num_kernels: int):
-        super().__init__()
+        super().__init__(kernel_size)
         self.weight = nn.Parameter(
             torch.empty(num_kernels, out_channels, in_channels, kernel_size, kernel_size)
         )
         nn.init.kaiming_normal_(self.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
 
-    def forward(
-        self, x: torch.Tensor, modulation: torch.Tensor, kernel_logits: torch.Tensor
-    ) -> torch.Tensor:
-        batch, in_channels, height, width = x.shape
-        _, out_channels, _, kernel, _ = self.weight.shape
+    def sample_kernels(self, modulation: torch.Tensor, kernel_logits: torch.Tensor) -> torch.Tensor:
+        """Each sample's kernel, made in float32: (b, o, i, k, k)."""
         selection = kernel_logits.float().softmax(dim=-1)  # (b, n)
         weight = torch.einsum("bn,noikl->boikl", selection, self.weight.float())
         weight = weight * (modulation.float() + 1.0)[:, None, :, None, None]
-        weight = weight * weight.pow(2).sum(dim=(2, 3, 4), keepdim=True).clamp(min=1e-8).rsqrt()
-        # One grouped convolution runs every sample with its own kernel.
-        out = F.conv2d(
-            x.reshape(1, batch * in_channels, height, width),
-            weight.reshape(batch * out_channels, in_channels, kernel, kernel).to(x.dtype),
-            padding=kernel // 2,
-            groups=batch,
-        )
-        return out.reshape(batch, out_channels, height, width)
+        return weight * weight.pow(2).sum(dim=(2, 3, 4), keepdim=True).clamp(min=1e-8).rsqrt()
 
 
 class ResBlock(nn.Module):

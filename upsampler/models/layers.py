@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from upsampler.models.folding import StyleConv
+
 # LeakyReLU(0.2) scaled to keep unit variance, as in StyleGAN2.
 ACTIVATION_GAIN = math.sqrt(2.0)
 
@@ -81,7 +83,7 @@ class MappingNetwork(nn.Module):
         return x
 
 
-class AdaptiveModulatedConv2d(nn.Module):
+class AdaptiveModulatedConv2d(StyleConv):
     """A StyleGAN2 modulated convolution whose kernel is chosen per sample from a bank.
 
     GigaGAN (Kang et al. 2023, Sec. 3.2, "sample-adaptive kernel selection"): instead of one
@@ -103,7 +105,7 @@ class AdaptiveModulatedConv2d(nn.Module):
         num_kernels: int,
         demodulate: bool = True,
     ):
-        super().__init__()
+        super().__init__(kernel_size)
         if num_kernels < 1:
             raise ValueError(f"num_kernels must be >= 1, got {num_kernels}")
         self.in_channels = in_channels
@@ -126,30 +128,18 @@ class AdaptiveModulatedConv2d(nn.Module):
             else None
         )
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
+    def sample_kernels(self, w: torch.Tensor) -> torch.Tensor:
+        """Each sample's kernel from its style w (b, d): (b, o, i, k, k)."""
         style = self.modulation(w)  # (b, c)
         if self.selection is not None:
             selection = self.selection(w).softmax(dim=-1)  # (b, n)
             weight = torch.einsum("bn,noikl->boikl", selection, self.weight)
         else:
-            weight = self.weight.expand(batch, -1, -1, -1, -1)
+            weight = self.weight.expand(w.shape[0], -1, -1, -1, -1)
         weight = weight * self.weight_gain * style[:, None, :, None, None]
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        # One grouped convolution runs every sample with its own kernel.
-        weight = weight.reshape(
-            batch * self.out_channels, self.in_channels, self.kernel_size, self.kernel_size
-        )
-        out = F.conv2d(
-            x.reshape(1, batch * self.in_channels, height, width),
-            weight.to(x.dtype),
-            padding=self.kernel_size // 2,
-            groups=batch,
-        )
-        return out.reshape(batch, self.out_channels, height, width) + self.bias[
-            None, :, None, None
-        ].to(x.dtype)
+        return weight
 
 
 class ModulatedResBlock(nn.Module):
@@ -174,8 +164,19 @@ class ModulatedResBlock(nn.Module):
             else None
         )
 
-    def forward(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    def finish_folding(self) -> None:
+        # leaky_relu(y) * g == leaky_relu(g * y) for g > 0: conv1's activation gain moves into
+        # its kernel, and conv2's cancels the 1/sqrt(2) of the sum (see forward).
+        self.conv1.fold_gain(ACTIVATION_GAIN)
+
+    def forward(self, x: torch.Tensor, ws: torch.Tensor | None) -> torch.Tensor:
         residual = x if self.skip is None else self.skip(x)
+        if self.conv1.is_folded:
+            # The same sum as below with the constant gains folded into the kernels: two
+            # passes over the activations fewer per convolution.
+            x = F.leaky_relu(self.conv1(x), 0.2, inplace=True)
+            x = F.leaky_relu(self.conv2(x), 0.2, inplace=True)
+            return x.add_(residual, alpha=1.0 / math.sqrt(2.0))
         x = leaky_relu(self.conv1(x, ws[:, 0]))
         x = leaky_relu(self.conv2(x, ws[:, 1]))
         # 1/sqrt(2) keeps the variance of the sum equal to that of each branch.
