@@ -65,6 +65,10 @@ def _register() -> None:
     app.command("train")(train)
     app.command("export")(export)
 
+    from upsampler_cli.export_onnx import export_onnx
+
+    app.command("export-onnx")(export_onnx)
+
     from upsampler_cli.prepare_lpips import prepare_lpips
 
     app.command("prepare-lpips")(prepare_lpips)

@@ -30,6 +30,11 @@ from upsampler_cli.reporting import exit_on_failures
 TILE_BAR_THRESHOLD = 8
 
 
+class Backend(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 class OutputFormat(str, Enum):
     same = "same"
     png = "png"
@@ -191,6 +196,13 @@ def upscale(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, fp16 or bf16."),
+    backend: Backend = typer.Option(
+        Backend.torch,
+        "--backend",
+        help="torch, or onnxruntime: each image's style is folded, exported to ONNX once and "
+        "run by ONNX Runtime on the CPU in fp32 (needs upsampler[onnx]). A MODEL.onnx file "
+        "runs in ONNX Runtime either way.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of each image's style noise z."),
     format: OutputFormat = typer.Option(
         OutputFormat.same, "--format", "-f", help="Output format (same: the input's)."
@@ -247,6 +259,7 @@ def upscale(
             prompt,
             tile,
             tile_overlap,
+            backend.value,
         )
 
     show = progress and workers.is_main
@@ -330,11 +343,14 @@ def _load_upscaler(
     prompt: str | None,
     tile: int | None,
     tile_overlap: int | None,
+    backend: str = "torch",
 ):
     from upsampler.inference.upscaler import Upscaler
 
     try:
-        upscaler = Upscaler.from_pretrained(model, device=device, dtype=dtype, revision=revision)
+        upscaler = Upscaler.from_pretrained(
+            model, device=device, dtype=dtype, revision=revision, backend=backend
+        )
     except Exception as error:  # missing weights, bad device or dtype: nothing can run
         _usage_error(str(error))
     if upscaler.text_conditioning:

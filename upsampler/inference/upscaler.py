@@ -53,6 +53,7 @@ from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 # 192/256/384 px: nano 23.5/20.5/18.9/19.9/21.8/37.6, student 27.4/23.7/23.2/22.8/21.6/23.6;
 # nano's attention grows quadratically beyond), while the share of pixels computed twice in
 # the 16 px overlaps falls with the tile: 192 px.
+BACKENDS = ("torch", "onnxruntime")
 PREFERRED_TILE = {"cpu": 192, "cuda": 512, "mps": 256}
 TILE_CANDIDATES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)
 DEFAULT_OVERLAP = 16
@@ -103,6 +104,10 @@ class Upscaler:
             kernels of its styles computed once per image instead of once per tile and layer
             (:mod:`upsampler.models.folding`; the same output to float rounding). False keeps
             the per-sample path the model trains with.
+        backend: "torch" (default), or "onnxruntime": each image's folded model is exported to
+            an ONNX graph once and run by ONNX Runtime on the CPU, in float32
+            (:mod:`upsampler.inference.onnx`; needs ``upsampler[onnx]``). A model loaded from an
+            ``.onnx`` file always runs in ONNX Runtime.
     """
 
     def __init__(
@@ -115,7 +120,21 @@ class Upscaler:
         channels_last: bool | None = None,
         compile: bool = False,
         fold_styles: bool = True,
+        backend: str = "torch",
     ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "onnxruntime":
+            from upsampler.inference.onnx import OnnxRuntimeBackend, OnnxUpsampler
+
+            if str(device) not in ("auto", "cpu"):
+                raise ValueError(f"the onnxruntime backend runs on the CPU, not on {device}")
+            device = "cpu"
+            if not fold_styles:
+                raise ValueError("the onnxruntime backend exports folded styles: fold_styles=True")
+            if not isinstance(model, OnnxUpsampler):
+                model = OnnxRuntimeBackend(model)
+        self.backend = backend
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, model)
         # nn.Module.to, not ModelMixin.to: the latter logs a warning about fp32 modules (this
@@ -144,6 +163,7 @@ class Upscaler:
         channels_last: bool | None = None,
         compile: bool = False,
         fold_styles: bool = True,
+        backend: str = "torch",
         revision: str | None = None,
     ) -> Upscaler:
         """Load a built-in model name, a ``save_pretrained`` folder, an AuraSR folder
@@ -163,6 +183,7 @@ class Upscaler:
             channels_last=channels_last,
             compile=compile,
             fold_styles=fold_styles,
+            backend=backend,
         )
 
     # ------------------------------------------------------------------ contract

@@ -102,11 +102,15 @@ def _load_local(path: Path) -> UpsamplerModel:
     """A local folder (ours or AuraSR's) or file (AuraSR weights or a community checkpoint)."""
     if is_aurasr_folder(path):
         return load_aurasr(path).eval()
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        from upsampler.inference.onnx import OnnxUpsampler
+
+        return OnnxUpsampler.from_file(path)
     if path.is_file():
         if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
             raise ModelUnavailableError(
-                f"{path} is not a model file (expected {', '.join(CHECKPOINT_SUFFIXES)}) nor a "
-                "model folder"
+                f"{path} is not a model file (expected {', '.join(CHECKPOINT_SUFFIXES)}, or "
+                ".onnx from `upsampler export-onnx`) nor a model folder"
             )
         return load_spandrel_file(path)
     if not (path / "config.json").is_file():
