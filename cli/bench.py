@@ -23,7 +23,14 @@ from pathlib import Path
 
 import typer
 
-METHODS = ("bicubic", "gigagan", "rrdbnet")
+METHODS = ("bicubic", "gigagan", "rrdbnet", "conv-peak")
+# The ways the Upscaler can run a GigaGAN preset: its default (folded styles, channels-last on
+# the CPU), the per-sample path as it ran before folding (fp32 NCHW, 96 px tiles on the CPU),
+# and ONNX Runtime (needs upsampler[onnx]).
+PATHS = ("default", "per-sample", "onnxruntime")
+# The machine's convolution peak: a 64 -> 64 3x3 convolution over 1 x 64 x 256 x 256,
+# channels-last float32 (the shape of RRDBNet's and the student's trunk).
+PEAK_SHAPE = (1, 64, 256, 256)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -68,7 +75,16 @@ def bench(
         help="Comma-separated input sizes WIDTHxHEIGHT; outputs are 4x.",
     ),
     methods: str = typer.Option(
-        ",".join(METHODS), "--methods", help=f"Comma-separated, from {', '.join(METHODS)}."
+        ",".join(METHODS),
+        "--methods",
+        help=f"Comma-separated, from {', '.join(METHODS)} (conv-peak: one large plain "
+        "convolution, the machine's achievable GFLOP/s).",
+    ),
+    paths: str = typer.Option(
+        "default",
+        "--paths",
+        help=f"GigaGAN: comma-separated Upscaler paths, from {', '.join(PATHS)} (per-sample: "
+        "styles not folded, NCHW, 96 px tiles, as before folding).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (models only)."),
@@ -93,51 +109,47 @@ def bench(
     chosen = _split(methods)
     if unknown := [m for m in chosen if m not in METHODS]:
         raise typer.BadParameter(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    path_list = _split(paths)
+    if unknown := [p for p in path_list if p not in PATHS]:
+        raise typer.BadParameter(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
     size_list = [_parse_size(s) for s in _split(sizes)]
+    common = dict(device=device, dtype=dtype, repeats=repeats, warmup=warmup)
     runs = []
+    if "conv-peak" in chosen:
+        runs.append(
+            dict(method="conv-peak", preset=None, path=None, width=0, height=0, tile=None, **common)
+        )
     for width, height in size_list:
-        for method in chosen:
-            names = _split(presets) if method == "gigagan" else [method]
-            for name in names:
+        for method in (m for m in chosen if m != "conv-peak"):
+            if method == "gigagan":
+                variants = [(name, path) for name in _split(presets) for path in path_list]
+            else:
+                variants = [(None, None)]
+            for name, path in variants:
                 runs.append(
                     dict(
                         method=method,
-                        preset=name if method == "gigagan" else None,
+                        preset=name,
+                        path=path,
                         width=width,
                         height=height,
-                        device=device,
-                        dtype=dtype,
-                        repeats=repeats,
-                        warmup=warmup,
                         tile=tile if method == "gigagan" else rrdbnet_tile,
+                        **common,
                     )
                 )
 
     header = (
         "| method | parameters | input | output | s / image | output MP/s | s / output MP "
-        "| peak RSS | peak GPU |"
+        "| GFLOP | GFLOP/s | peak RSS | peak GPU |"
     )
     typer.echo(header)
-    typer.echo("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    typer.echo("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     load_before = os.getloadavg()[0]
     results = []
     for spec in runs:
         result = {**spec, **_measure(spec, timeout)}
         results.append(result)
-        label = f"gigagan `{spec['preset']}`" if spec["method"] == "gigagan" else spec["method"]
-        size_in = f"{spec['width']}x{spec['height']}"
-        size_out = f"{4 * spec['width']}x{4 * spec['height']}"
-        if "error" in result:
-            typer.echo(f"| {label} | | {size_in} | {size_out} | failed: {result['error']} |||||")
-            continue
-        seconds = statistics.median(result["seconds"])
-        megapixels = 16 * spec["width"] * spec["height"] / 1e6
-        gpu = f"{result['peak_gpu_bytes'] / 2**30:.2f} GiB" if result["peak_gpu_bytes"] else "-"
-        typer.echo(
-            f"| {label} | {result['parameters'] / 1e6:.1f}M | {size_in} | {size_out} "
-            f"| {seconds:.3f} | {megapixels / seconds:.2f} | {seconds / megapixels:.3f} "
-            f"| {result['peak_rss_bytes'] / 2**30:.2f} GiB | {gpu} |"
-        )
+        typer.echo(_row(result))
     for line in _speed_ratios(results):
         typer.echo(line)
     first = next((r for r in results if "error" not in r), None)
@@ -155,22 +167,81 @@ def bench(
         raise typer.Exit(1)
 
 
+def _label(spec: dict) -> str:
+    if spec["method"] != "gigagan":
+        return spec["method"]
+    path = spec.get("path") or "default"
+    return f"gigagan `{spec['preset']}`" + ("" if path == "default" else f" ({path})")
+
+
+def _row(result: dict) -> str:
+    """One table row: a measurement, or the reason it failed."""
+    label = _label(result)
+    if result["method"] == "conv-peak":
+        size_in = size_out = "x".join(str(side) for side in PEAK_SHAPE[1:])
+    else:
+        size_in = f"{result['width']}x{result['height']}"
+        size_out = f"{4 * result['width']}x{4 * result['height']}"
+    if "error" in result:
+        return f"| {label} | | {size_in} | {size_out} | failed: {result['error']} |||||||"
+    seconds = statistics.median(result["seconds"])
+    if result["method"] == "conv-peak":
+        rates = "| - | - | - "
+    else:
+        megapixels = 16 * result["width"] * result["height"] / 1e6
+        rates = f"| {megapixels / seconds:.2f} | {seconds / megapixels:.3f} "
+    flops = result.get("flops") or 0
+    work = f"| {flops / 1e9:.1f} | {flops / 1e9 / seconds:.1f} " if flops else "| - | - "
+    gpu = f"{result['peak_gpu_bytes'] / 2**30:.2f} GiB" if result["peak_gpu_bytes"] else "-"
+    return (
+        f"| {label} | {result['parameters'] / 1e6:.1f}M | {size_in} | {size_out} "
+        f"| {seconds:.3f} {rates}{work}| {result['peak_rss_bytes'] / 2**30:.2f} GiB | {gpu} |"
+    )
+
+
 def _speed_ratios(results: list[dict]) -> list[str]:
-    """One line per GigaGAN measurement that has an RRDBNet one of the same size in the run:
-    how many times faster than RRDBNet (the Real-ESRGAN x4plus architecture) it is."""
+    """Lines comparing measurements of the same size in the run: each GigaGAN row against
+    RRDBNet (the Real-ESRGAN x4plus architecture) and against its own per-sample path, and
+    each row's GFLOP/s against the measured convolution peak."""
+    ok = [r for r in results if "error" not in r]
     seconds = {
-        (r["method"], r["preset"], r["width"], r["height"]): statistics.median(r["seconds"])
-        for r in results
-        if "error" not in r
+        (r["method"], r["preset"], r.get("path"), r["width"], r["height"]): statistics.median(
+            r["seconds"]
+        )
+        for r in ok
     }
     lines = []
-    for (method, preset, width, height), time in seconds.items():
-        reference = seconds.get(("rrdbnet", None, width, height))
-        if method == "gigagan" and reference is not None:
+    for (method, preset, path, width, height), time in seconds.items():
+        if method != "gigagan":
+            continue
+        size = f"{width}x{height} -> {4 * width}x{4 * height}"
+        label = _label(dict(method=method, preset=preset, path=path))
+        reference = seconds.get(("rrdbnet", None, None, width, height))
+        if reference is not None:
             lines.append(
-                f"{width}x{height} -> {4 * width}x{4 * height}: gigagan `{preset}` is "
-                f"{reference / time:.1f}x faster than RRDBNet ({time:.3f} s against {reference:.3f} s)"
+                f"{size}: {label} is {reference / time:.1f}x faster than RRDBNet "
+                f"({time:.3f} s against {reference:.3f} s)"
             )
+        before = seconds.get(("gigagan", preset, "per-sample", width, height))
+        if before is not None and path != "per-sample":
+            how = (
+                f"{before / time:.2f}x faster" if time <= before else f"{time / before:.2f}x slower"
+            )
+            lines.append(
+                f"{size}: {label} is {how} than its per-sample path "
+                f"({time:.3f} s against {before:.3f} s)"
+            )
+    peak = next((r for r in ok if r["method"] == "conv-peak"), None)
+    if peak is not None:
+        rate = peak["flops"] / min(peak["seconds"])  # the best run: a peak
+        lines.append(f"convolution peak: {rate / 1e9:.1f} GFLOP/s (its fastest run)")
+        for r in ok:
+            if r["method"] in ("gigagan", "rrdbnet") and r.get("flops"):
+                achieved = r["flops"] / statistics.median(r["seconds"])
+                lines.append(
+                    f"{r['width']}x{r['height']}: {_label(r)} runs at {achieved / 1e9:.1f} "
+                    f"GFLOP/s, {100 * achieved / rate:.0f}% of the peak"
+                )
     return ["", *lines] if lines else []
 
 
@@ -178,12 +249,14 @@ def _speed_ratios(results: list[dict]) -> list[str]:
 
 
 def _worker(spec: dict) -> dict:
+    import functools
     import platform
     import resource
     import time
 
     import torch
     import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
 
     from upsampler.inference.devices import resolve_device, resolve_dtype
     from upsampler.inference.tiling import plan_tiles, tiled_apply
@@ -196,18 +269,42 @@ def _worker(spec: dict) -> dict:
     torch.manual_seed(0)
     lq = torch.rand(1, 3, spec["height"], spec["width"])
     parameters = 0
+    count_run = None  # what the work is counted on, when not run itself
     if spec["method"] == "bicubic":
 
         def run() -> torch.Tensor:
             return F.interpolate(lq, scale_factor=4, mode="bicubic").clamp(0, 1)
 
+    elif spec["method"] == "conv-peak":
+        x = torch.rand(*PEAK_SHAPE, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight = torch.rand(PEAK_SHAPE[1], PEAK_SHAPE[1], 3, 3, device=device, dtype=dtype)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+
+        def run() -> torch.Tensor:
+            with torch.inference_mode():
+                return F.conv2d(x, weight, padding=1)
+
     elif spec["method"] == "gigagan":
         model = GigaGANUpsampler.from_preset(spec["preset"], scale=4)
         parameters = sum(p.numel() for p in model.parameters())
-        upscaler = Upscaler(model, device=device, dtype=dtype)
+        path = spec.get("path") or "default"
+        tile = spec["tile"]
+        if path == "per-sample":
+            upscaler = Upscaler(
+                model, device=device, dtype=dtype, fold_styles=False, channels_last=False
+            )
+            tile = tile or (96 if device.type == "cpu" else None)
+        else:
+            backend = "onnxruntime" if path == "onnxruntime" else "torch"
+            upscaler = Upscaler(model, device=device, dtype=dtype, backend=backend)
+        # The network's work, counted on the torch path (ONNX Runtime runs the same graph).
+        counted = upscaler if path != "onnxruntime" else Upscaler(model, device=device)
 
         def run() -> torch.Tensor:
-            return upscaler.upscale(lq, tile=spec["tile"])
+            return upscaler.upscale(lq, tile=tile)
+
+        count_run = functools.partial(counted.upscale, lq, tile=tile)
 
     else:
         model = RRDBNet().eval().to(device=device, dtype=dtype)
@@ -245,13 +342,24 @@ def _worker(spec: dict) -> dict:
         hq = run()
         synchronize()
         seconds.append(time.perf_counter() - start)
-    if tuple(hq.shape[-2:]) != (4 * spec["height"], 4 * spec["width"]):
+    if spec["method"] != "conv-peak" and tuple(hq.shape[-2:]) != (
+        4 * spec["height"],
+        4 * spec["width"],
+    ):
         raise RuntimeError(f"{spec['method']} returned {tuple(hq.shape)}")
     max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if sys.platform == "darwin":
         max_rss_kib //= 1024  # bytes there
+    flops = None
+    if spec["method"] != "bicubic":
+        # Counted after the timing (and the memory reading), in one more untimed run: the
+        # convolutions and matrix products actually run, tile overlaps included.
+        with FlopCounterMode(display=False) as counter:
+            (count_run or run)()
+        flops = counter.get_total_flops()
     return dict(
         seconds=seconds,
+        flops=flops,
         parameters=parameters,
         peak_rss_bytes=max_rss_kib * 1024,
         peak_gpu_bytes=torch.cuda.max_memory_allocated() if device.type == "cuda" else 0,

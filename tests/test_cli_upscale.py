@@ -226,11 +226,22 @@ def test_text_conditioned_model_needs_a_text_encoder(tmp_path):
 def test_bench_worker_times_every_method():
     from upsampler_cli.bench import _worker
 
-    for method, preset in (("bicubic", None), ("gigagan", "nano"), ("rrdbnet", None)):
-        spec = dict(method=method, preset=preset, width=12, height=8, device="cpu", dtype="fp32")
-        report = _worker({**spec, "repeats": 2, "warmup": False, "tile": None})
+    flops = {}
+    cases = [("bicubic", None, None), ("gigagan", "nano", "default")]
+    cases += [("gigagan", "nano", "per-sample"), ("rrdbnet", None, None)]
+    for method, preset, path in cases:
+        spec = dict(method=method, preset=preset, path=path, width=12, height=8)
+        spec.update(device="cpu", dtype="fp32", repeats=2, warmup=False, tile=None)
+        report = _worker(spec)
         assert len(report["seconds"]) == 2 and report["peak_rss_bytes"] > 0
         assert (report["parameters"] > 16_000_000) == (method == "rrdbnet")
+        assert (report["flops"] is None) == (method == "bicubic")
+        flops[method, path] = report["flops"]
+    # The same network on both paths; the folded one adds its kernel-recording input, 8x8
+    # here (two thirds of this 12x8 image, a vanishing share of a real one).
+    folded, per_sample = flops["gigagan", "default"], flops["gigagan", "per-sample"]
+    assert 1.5 * per_sample <= folded <= 1.8 * per_sample
+    assert flops["rrdbnet", None] > 10 * folded
 
 
 @pytest.mark.slow
@@ -243,12 +254,14 @@ def test_bench_command_prints_a_table(tmp_path):
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "conv-peak",
         "bicubic",
         "gigagan `nano`",
         "rrdbnet",
     ]
-    assert "64x64" in rows[1] and (tmp_path / "bench.json").is_file()
+    assert "64x64" in rows[2] and (tmp_path / "bench.json").is_file()
     assert "16x16 -> 64x64: gigagan `nano` is " in result.output
+    assert "convolution peak: " in result.output and "% of the peak" in result.output
 
 
 def test_bench_prints_each_models_speed_against_rrdbnet():
@@ -268,6 +281,48 @@ def test_bench_prints_each_models_speed_against_rrdbnet():
         "",
         "256x256 -> 1024x1024: gigagan `student` is 26.0x faster than RRDBNet "
         "(0.500 s against 13.000 s)",
+    ]
+
+
+def test_bench_compares_paths_and_the_convolution_peak():
+    from upsampler_cli.bench import _speed_ratios
+
+    def run(path, seconds, flops):
+        return dict(
+            method="gigagan",
+            preset="nano",
+            path=path,
+            width=64,
+            height=64,
+            seconds=seconds,
+            flops=flops,
+        )
+
+    peak = dict(
+        method="conv-peak",
+        preset=None,
+        path=None,
+        width=0,
+        height=0,
+        seconds=[2.0, 1.0, 4.0],
+        flops=100e9,
+    )  # best run: 100 GFLOP/s
+    results = [
+        peak,
+        run("default", [0.5], 30e9),
+        run("per-sample", [1.0], 30e9),
+        run("onnxruntime", [2.0], 30e9),
+    ]
+    assert _speed_ratios(results) == [
+        "",
+        "64x64 -> 256x256: gigagan `nano` is 2.00x faster than its per-sample path "
+        "(0.500 s against 1.000 s)",
+        "64x64 -> 256x256: gigagan `nano` (onnxruntime) is 2.00x slower than its per-sample "
+        "path (2.000 s against 1.000 s)",
+        "convolution peak: 100.0 GFLOP/s (its fastest run)",
+        "64x64: gigagan `nano` runs at 60.0 GFLOP/s, 60% of the peak",
+        "64x64: gigagan `nano` (per-sample) runs at 30.0 GFLOP/s, 30% of the peak",
+        "64x64: gigagan `nano` (onnxruntime) runs at 15.0 GFLOP/s, 15% of the peak",
     ]
 
 
