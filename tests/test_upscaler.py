@@ -338,3 +338,31 @@ def test_rrdbnet_has_the_real_esrgan_x4plus_size():
     small = RRDBNet(num_blocks=1, features=8, growth=4).eval()
     with torch.no_grad():
         assert small(torch.rand(1, 3, 5, 7)).shape == (1, 3, 20, 28)
+
+
+def test_memory_backoff_halves_the_batch_then_the_tile_and_lets_other_errors_through():
+    from upsampler.inference.memory import with_memory_backoff
+
+    tried = []
+
+    def run(tile, batch_size):
+        tried.append((tile, batch_size))
+        if tile > 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return tile, batch_size
+
+    cpu = torch.device("cpu")
+    assert with_memory_backoff(run, tile=128, batch_size=4, size_multiple=4, device=cpu) == (32, 1)
+    assert tried == [(128, 4), (128, 2), (128, 1), (64, 1), (32, 1)]
+
+    def broken(tile, batch_size):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with_memory_backoff(broken, tile=128, batch_size=4, size_multiple=4, device=cpu)
+
+    def never_fits(tile, batch_size):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 GB")
+
+    with pytest.raises(RuntimeError, match="even with one 16px tile"):
+        with_memory_backoff(never_fits, tile=64, batch_size=1, size_multiple=4, device=cpu)

@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from upsampler.inference import memory
 from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
+from upsampler.inference.memory import DEFAULT_OVERLAP
 from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
 from upsampler.io.images import ImageData, from_pil, to_pil
 from upsampler.models.contract import UpsamplerModel
@@ -48,15 +50,7 @@ from upsampler.models.loading import load_model
 from upsampler.models.weights_check import first_few
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
-# Largest tile tried when none is given. On the CPU, with folded styles in channels-last, the
-# time per pixel of one tile is nearly flat from 96 to 256 px (2 cores, us/px for 64/96/128/
-# 192/256/384 px: nano 23.5/20.5/18.9/19.9/21.8/37.6, student 27.4/23.7/23.2/22.8/21.6/23.6;
-# nano's attention grows quadratically beyond), while the share of pixels computed twice in
-# the 16 px overlaps falls with the tile: 192 px.
 BACKENDS = ("torch", "onnxruntime")
-PREFERRED_TILE = {"cpu": 192, "cuda": 512, "mps": 256}
-TILE_CANDIDATES = (1024, 768, 512, 384, 256, 192, 128, 96, 64, 48, 32)
-DEFAULT_OVERLAP = 16
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 # Alpha below this counts as fully transparent when colour is un-premultiplied (a quarter of
 # 8-bit alpha's smallest step).
@@ -208,21 +202,11 @@ class Upscaler:
 
     def estimate_tile_bytes(self, tile: int, batch_size: int = 1) -> int:
         """A rough upper bound of the device memory one forward of ``batch_size`` tiles takes."""
-        element = torch.finfo(self.dtype).bits // 8
-        output = 3 * (tile * self.scale) ** 2 * 3  # hq, bicubic base, fp32 copy
-        activations = self.model.activation_elements(tile)
-        return int(1.5 * batch_size * element * (activations + output))
+        return memory.estimate_tile_bytes(self.model, self.dtype, tile, batch_size)
 
     def available_bytes(self) -> int:
         """Memory the tiles may use: 60% of free GPU memory, or 25% of available RAM."""
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(0.6 * free)
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            available = 4 * 2**30
-        return int(0.25 * available)
+        return memory.available_bytes(self.device)
 
     def auto_tile(
         self,
@@ -232,38 +216,18 @@ class Upscaler:
         batch_size: int = 1,
         overlap: int = DEFAULT_OVERLAP,
     ) -> int:
-        """The tile side for an image of ``height x width`` (input pixels).
-
-        The largest candidate up to the device's preferred size whose memory estimate fits
-        :meth:`available_bytes`; given the image size, the tile between two thirds of that
-        and it that covers the image with the fewest pixels (a 128 px image takes 2 x 2 tiles
-        of 72 px rather than 2 x 2 of 96: half the work).
-        """
-        multiple = self.size_multiple
-        preferred = PREFERRED_TILE[self.device.type]
-        candidates = [t for t in TILE_CANDIDATES if t <= preferred and t % multiple == 0]
-        candidates = candidates or [max(multiple, preferred // multiple * multiple)]
+        """The tile side for an image of ``height x width`` (input pixels): the largest
+        candidate up to the device's preferred size that fits :meth:`available_bytes`, then the
+        one that covers the image with the fewest pixels (:func:`memory.auto_tile`)."""
         budget = self.available_bytes()
-        largest = next(
-            (t for t in candidates if self.estimate_tile_bytes(t, batch_size) <= budget),
-            candidates[-1],
+        return memory.auto_tile(
+            size_multiple=self.size_multiple,
+            device_type=self.device.type,
+            fits=lambda tile: self.estimate_tile_bytes(tile, batch_size) <= budget,
+            height=height,
+            width=width,
+            overlap=overlap,
         )
-        if height is None or width is None:
-            return largest
-        lowest = max(multiple, 2 * largest // 3 // multiple * multiple)
-
-        def covered_pixels(tile: int) -> int:
-            plan = plan_tiles(
-                height,
-                width,
-                tile=tile,
-                overlap=min(overlap, tile // 2),
-                size_multiple=multiple,
-                scale=1,
-            )
-            return plan.num_tiles * plan.tile_height * plan.tile_width
-
-        return min(range(largest, lowest - 1, -multiple), key=lambda t: (covered_pixels(t), -t))
 
     # ------------------------------------------------------------------ upscale
 
@@ -501,39 +465,30 @@ class Upscaler:
             if self.fold_styles
             else contextlib.nullcontext()
         )
+
+        def attempt(tile: int, batch_size: int) -> torch.Tensor:
+            nonlocal plan, tiles_done
+            plan = plan_tiles(
+                lq.shape[-2],
+                lq.shape[-1],
+                tile=tile,
+                overlap=min(overlap, tile // 2),
+                size_multiple=self.size_multiple,
+                scale=self.scale,
+                # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
+                min_side=min(self.model.min_size, tile),
+            )
+            tiles_done = 0
+            return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
+
         with folding:
-            while True:
-                plan = plan_tiles(
-                    lq.shape[-2],
-                    lq.shape[-1],
-                    tile=tile,
-                    overlap=min(overlap, tile // 2),
-                    size_multiple=self.size_multiple,
-                    scale=self.scale,
-                    # Two pixels at the lowest level: group norms fail on 1x1 maps of thin layers.
-                    min_side=min(self.model.min_size, tile),
-                )
-                tiles_done = 0
-                try:
-                    return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
-                except (torch.OutOfMemoryError, RuntimeError) as error:
-                    if not _is_out_of_memory(error):
-                        raise
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    # Smaller batches first (same output), then smaller tiles.
-                    if batch_size > 1:
-                        batch_size //= 2
-                    elif (
-                        tile // 2 >= max(self.size_multiple, 16)
-                        and tile // 2 % self.size_multiple == 0
-                    ):
-                        tile //= 2
-                    else:
-                        raise RuntimeError(
-                            f"out of memory on {self.device} even with one {tile}px tile at a time; "
-                            "use a smaller model, dtype or device"
-                        ) from error
+            return memory.with_memory_backoff(
+                attempt,
+                tile=tile,
+                batch_size=batch_size,
+                size_multiple=self.size_multiple,
+                device=self.device,
+            )
 
     def _network(
         self,
@@ -601,13 +556,6 @@ class Upscaler:
         return NonFiniteOutputError(
             f"the model produced NaN/Inf values for {where} {precision}: {cause}"
         )
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    message = str(error).lower()
-    return "out of memory" in message or "can't allocate memory" in message
 
 
 def _unpremultiply(premultiplied: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
