@@ -30,7 +30,8 @@ def train(
     One CPU or GPU: `upsampler train recipes/nano-4x.toml`.
     Several GPUs or nodes: `accelerate launch -m upsampler_cli.app train RECIPE` (or torchrun).
 
-    Checkpoints, samples, metrics.jsonl, run.json and the resolved recipe go to train.output_dir.
+    Checkpoints, samples, metrics.jsonl, run.json and the resolved recipe go to train.output_dir
+    (and, with train.log_with = "tensorboard" etc., the trackers' files to its logs/ folder).
     That folder must be new or empty, unless --resume continues the run in it.
 
     Ctrl-C stops with a summary and loses at most train.checkpoint_every steps.

@@ -278,6 +278,13 @@ def write_recipe(path: Path, recipe: dict) -> Path:
         ({"data": {"path": "/does/not/exist"}}, "data path not found"),
         ({"degradation": {"preset": "nope"}}, "degradation"),
         ({"degradation": {"clean_probability": 1.5}}, "clean_probability must be in \\[0, 1\\]"),
+        (
+            {"train": {"log_with": "tensorbord"}},
+            "train.log_with: unknown tracker 'tensorbord'; choose 'none', one of 'tensorboard', "
+            "'wandb', ",
+        ),
+        ({"train": {"log_with": ["tensorboard", "csv"]}}, "unknown tracker 'csv'"),
+        ({"train": {"log_with": 1}}, "train.log_with has the wrong type"),
     ],
 )
 def test_bad_recipes_fail_before_training(photos, tmp_path, change, message):
@@ -289,6 +296,64 @@ def test_bad_recipes_fail_before_training(photos, tmp_path, change, message):
     assert result.exit_code == 2, result.output
     assert __import__("re").search(message, result.output), result.output
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_tensorboard_gets_the_metrics_and_metrics_jsonl_stays(photos, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb-run"
+    recipe = tiny_recipe(
+        photos, run, train={"steps": 2, "warmup_steps": 1, "log_with": "tensorboard"}
+    )
+    Trainer(recipe_from_dict(recipe)).train()
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["run_id"] == records[0]["run_id"] for r in records)
+    events = sorted((run / "logs" / "tb-run").glob("events.out.tfevents.*"))
+    assert events, sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    for key in ("reconstruction", "g_loss", "lr"):
+        logged = scalars.Scalars(key)
+        assert [e.step for e in logged] == [1, 2]
+        np.testing.assert_allclose([e.value for e in logged], [r[key] for r in records], atol=1e-5)
+    assert [e.step for e in scalars.Scalars("d_loss")] == [2]  # the GAN phase only
+    # The recipe is the run's configuration, flattened to scalars (hparams.yml beside it).
+    (hparams,) = (run / "logs" / "tb-run").glob("*/hparams.yml")
+    text = hparams.read_text()
+    assert "train.log_with: tensorboard" in text and "model.encoder_channels: '[8, 16]'" in text
+
+
+def test_a_tracker_that_is_not_installed_fails_at_start(photos, tmp_path, monkeypatch):
+    import accelerate.tracking
+
+    monkeypatch.setattr(accelerate.tracking, "_available_trackers", [])
+    run = tmp_path / "run"
+    path = write_recipe(
+        tmp_path / "r.toml", tiny_recipe(photos, run, train={"log_with": ["tensorboard"]})
+    )
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "train.log_with = 'tensorboard' needs the tensorboard package" in result.output
+    assert "pip install tensorboard" in result.output
+    assert not run.exists()  # refused before anything was written
+
+
+def test_trackers_are_off_by_default_and_named_as_accelerate_names_them(photos, tmp_path):
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    from upsampler.training.recipe import TRACKERS
+    from upsampler.training.trainer import flat_config
+
+    assert set(TRACKERS) <= set(LOGGER_TYPE_TO_CLASS)
+    recipe = recipe_from_dict(tiny_recipe(photos, tmp_path / "run"))
+    assert recipe.train.log_with == "none" and recipe.train.trackers == []
+    assert recipe_from_dict(
+        tiny_recipe(photos, tmp_path / "run"), ['train.log_with=["tensorboard", "tensorboard"]']
+    ).train.trackers == ["tensorboard"]
+    flat = flat_config({"a": {"b": 1, "c": [8, 16], "d": {}}, "e": "x", "f": True})
+    assert flat == {"a.b": 1, "a.c": "[8, 16]", "a.d": "{}", "e": "x", "f": True}
 
 
 def test_empty_data_folder_fails_clearly(tmp_path):

@@ -29,6 +29,21 @@ class RecipeError(ValueError):
     """A recipe that cannot be trained: unknown key, wrong type, bad value or missing data."""
 
 
+#: The experiment trackers ``train.log_with`` can name (accelerate's), each with the package
+#: ``pip install`` needs for it.
+TRACKERS: dict[str, str] = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "aim": "aim",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+    "trackio": "trackio",
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     #: folder of training images (searched recursively), or a folder / list of .tar shards
@@ -126,6 +141,15 @@ class TrainConfig:
     keep_checkpoints: int = 3
     #: "auto" lets accelerate choose; "cpu" forces the CPU
     device: Literal["auto", "cpu"] = "auto"
+    #: experiment trackers that get the metrics too, through accelerate: "none", one name
+    #: ("tensorboard", "wandb", ...: see TRACKERS) or a list; metrics.jsonl is always written
+    log_with: str | list[str] = "none"
+
+    @property
+    def trackers(self) -> list[str]:
+        """The trackers of ``log_with``, without repeats (empty for "none")."""
+        names = [self.log_with] if isinstance(self.log_with, str) else list(self.log_with)
+        return list(dict.fromkeys(name for name in names if name not in ("", "none")))
 
 
 @dataclass(frozen=True)
@@ -377,6 +401,13 @@ def _validate(recipe: Recipe) -> Recipe:
     for name in ("log_every", "sample_every", "checkpoint_every"):
         if getattr(train, name) < 1:
             raise RecipeError(f"train.{name} must be >= 1, got {getattr(train, name)}")
+    unknown = [name for name in train.trackers if name not in TRACKERS]
+    if unknown:
+        choices = ", ".join(repr(name) for name in TRACKERS)
+        raise RecipeError(
+            f"train.log_with: unknown tracker {unknown[0]!r}; choose 'none', one of {choices}, "
+            "or a list of them"
+        )
     if loss.r1_interval < 1:
         raise RecipeError(f"loss.r1_interval must be >= 1, got {loss.r1_interval}")
     if len(recipe.optim.betas) != 2:

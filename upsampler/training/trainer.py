@@ -44,7 +44,7 @@ from upsampler.losses.gan import (
 )
 from upsampler.text.base import TextEmbeddings
 from upsampler.training import builders, checkpoints
-from upsampler.training.recipe import Recipe, RecipeError
+from upsampler.training.recipe import TRACKERS, Recipe, RecipeError
 
 ProgressCallback = Callable[[int, dict], None]
 
@@ -68,6 +68,55 @@ class OutputWriteError(RuntimeError):
     training stopped, and the last complete checkpoint is intact."""
 
 
+def _make_accelerator(recipe: Recipe, run_dir: Path):
+    """accelerate's Accelerator for ``recipe``, with the trackers of ``train.log_with``.
+
+    accelerate quietly leaves out a tracker whose package is missing, so that is checked here
+    first: a run that asked for TensorBoard fails before it starts, not after hours without
+    a single event file.
+    """
+    import accelerate
+    from accelerate import Accelerator
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import ProjectConfiguration
+
+    trackers = recipe.train.trackers
+    available = {str(tracker) for tracker in get_available_trackers()}
+    for name in trackers:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise RecipeError(
+                f"train.log_with: this accelerate ({accelerate.__version__}) has no {name!r} "
+                f"tracker; upgrade it (pip install -U accelerate) or remove {name!r}"
+            )
+        if name not in available:
+            package = TRACKERS[name]
+            raise RecipeError(
+                f"train.log_with = {name!r} needs the {package} package, which is not installed: "
+                f"pip install {package} (or remove {name!r} from train.log_with)"
+            )
+    # Trackers that write files (TensorBoard, MLflow, Aim) write them under RUN/logs/.
+    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs"))
+    return Accelerator(
+        cpu=recipe.train.device == "cpu", log_with=trackers or None, project_config=project
+    )
+
+
+def flat_config(values: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
+    """``values`` (the recipe as a dict) as one level of scalars, as trackers store
+    hyper-parameters: ``{"train": {"steps": 6}}`` -> ``{"train.steps": 6}``; lists and empty
+    tables become their JSON text (``"[8, 16]"``)."""
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = json.dumps(value)
+    return flat
+
+
 class Trainer:
     """Trains a GigaGAN upsampler from a :class:`Recipe`.
 
@@ -88,12 +137,10 @@ class Trainer:
     def __init__(
         self, recipe: Recipe, *, resume: bool = False, progress: ProgressCallback | None = None
     ):
-        from accelerate import Accelerator
-
         self.recipe = recipe
         self.progress = progress
         self.run_dir = Path(recipe.train.output_dir)
-        self.accelerator = Accelerator(cpu=recipe.train.device == "cpu")
+        self.accelerator = _make_accelerator(recipe, self.run_dir)
         self.device = self.accelerator.device
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
@@ -370,69 +417,76 @@ class Trainer:
         self.discriminator.train()
         last_checkpoint = checkpoints.latest_checkpoint(self.run_dir)
 
-        for batch in loader:
-            started = time.perf_counter()
-            gan_phase = self.step >= train.warmup_steps
-            hq_all = batch["hq"].to(self.device, non_blocking=True)
-            text_all = self._encode(batch["caption"], self.step)
+        self._start_trackers()
+        try:
+            for batch in loader:
+                started = time.perf_counter()
+                gan_phase = self.step >= train.warmup_steps
+                hq_all = batch["hq"].to(self.device, non_blocking=True)
+                text_all = self._encode(batch["caption"], self.step)
 
-            # 1. Degrade: high-resolution crops -> realistic low-resolution inputs, on the device;
-            # the teacher's answer for them. A teacher cache holds both already.
-            if "lq" in batch:
-                lq_all = batch["lq"].to(self.device, non_blocking=True)
-                teacher_all = batch["teacher"].to(self.device, non_blocking=True)
-            else:
-                with torch.no_grad():
-                    lq_all, hq_all = self._degrade(hq_all)
-                    teacher_all = self._teach(lq_all) if self.teacher is not None else None
+                # 1. Degrade: high-resolution crops -> realistic low-resolution inputs, on the device;
+                # the teacher's answer for them. A teacher cache holds both already.
+                if "lq" in batch:
+                    lq_all = batch["lq"].to(self.device, non_blocking=True)
+                    teacher_all = batch["teacher"].to(self.device, non_blocking=True)
+                else:
+                    with torch.no_grad():
+                        lq_all, hq_all = self._degrade(hq_all)
+                        teacher_all = self._teach(lq_all) if self.teacher is not None else None
 
-            logs: dict[str, float] = {}
-            captions = batch["caption"]
+                logs: dict[str, float] = {}
+                captions = batch["caption"]
 
-            # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
-            if gan_phase:
-                apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
-                for start, lq, hq, _, text, _ in self._micro_batches(
+                # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
+                if gan_phase:
+                    apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
+                    for start, lq, hq, _, text, _ in self._micro_batches(
+                        micro, lq_all, hq_all, teacher_all, text_all, captions
+                    ):
+                        logs_d = self._discriminator_step(
+                            lq, hq, text, apply_r1, accumulation, start
+                        )
+                        for k, v in logs_d.items():
+                            logs[k] = logs.get(k, 0.0) + v / accumulation
+                    self._optimizer_step(self.discriminator, self.optimizer_d, self.scheduler_d)
+
+                # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase;
+                # the same against the teacher's output when distilling.
+                for start, lq, hq, teacher, text, micro_captions in self._micro_batches(
                     micro, lq_all, hq_all, teacher_all, text_all, captions
                 ):
-                    logs_d = self._discriminator_step(lq, hq, text, apply_r1, accumulation, start)
-                    for k, v in logs_d.items():
+                    logs_g = self._generator_step(
+                        lq, hq, teacher, text, micro_captions, gan_phase, accumulation, start
+                    )
+                    for k, v in logs_g.items():
                         logs[k] = logs.get(k, 0.0) + v / accumulation
-                self._optimizer_step(self.discriminator, self.optimizer_d, self.scheduler_d)
+                self._check_finite(logs)
+                self._optimizer_step(self.generator, self.optimizer_g, self.scheduler_g)
+                self._sync_buffers()
 
-            # 3. Generator step: reconstruction (+ LPIPS) always, adversarial in the GAN phase;
-            # the same against the teacher's output when distilling.
-            for start, lq, hq, teacher, text, micro_captions in self._micro_batches(
-                micro, lq_all, hq_all, teacher_all, text_all, captions
-            ):
-                logs_g = self._generator_step(
-                    lq, hq, teacher, text, micro_captions, gan_phase, accumulation, start
-                )
-                for k, v in logs_g.items():
-                    logs[k] = logs.get(k, 0.0) + v / accumulation
-            self._check_finite(logs)
-            self._optimizer_step(self.generator, self.optimizer_g, self.scheduler_g)
-            self._sync_buffers()
+                # 4. EMA of the generator: the weights that get released.
+                self._update_ema()
+                self.step += 1
 
-            # 4. EMA of the generator: the weights that get released.
-            self._update_ema()
-            self.step += 1
-
-            # 5. Log, 6. sample, 7. checkpoint.
-            logs["seconds_per_step"] = time.perf_counter() - started
-            logs["lr"] = self.scheduler_g.get_last_lr()[0]
-            if self.is_main and (self.step % train.log_every == 0 or self.step == train.steps):
-                self._log(logs)
-            if self.is_main and (self.step % train.sample_every == 0 or self.step == train.steps):
-                self._save_samples()
-            if self.step % train.checkpoint_every == 0 or self.step in (
-                train.steps,
-                train.warmup_steps,
-            ):
-                last_checkpoint = self.save_checkpoint()
-            if self.progress is not None and self.is_main:
-                self.progress(self.step, logs)
-
+                # 5. Log, 6. sample, 7. checkpoint.
+                logs["seconds_per_step"] = time.perf_counter() - started
+                logs["lr"] = self.scheduler_g.get_last_lr()[0]
+                if self.is_main and (self.step % train.log_every == 0 or self.step == train.steps):
+                    self._log(logs)
+                if self.is_main and (
+                    self.step % train.sample_every == 0 or self.step == train.steps
+                ):
+                    self._save_samples()
+                if self.step % train.checkpoint_every == 0 or self.step in (
+                    train.steps,
+                    train.warmup_steps,
+                ):
+                    last_checkpoint = self.save_checkpoint()
+                if self.progress is not None and self.is_main:
+                    self.progress(self.step, logs)
+        finally:
+            self._end_trackers()
         self.accelerator.wait_for_everyone()
         return last_checkpoint
 
@@ -576,24 +630,36 @@ class Trainer:
             **{k: round(v, 6) for k, v in logs.items()},
         }
         path = self.run_dir / "metrics.jsonl"
-        with self._stop_on_write_error(f"write {path}"):
-            with path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            writer = self._tensorboard()
-            if writer is not None:
-                for key, value in logs.items():
-                    writer.add_scalar(key, value, self.step)
-                writer.flush()
+        with self._stop_on_write_error(f"write {path}"), path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.accelerator.trackers:
+            with self._stop_on_write_error(f"log step {self.step} to {self._tracker_names}"):
+                self.accelerator.log(logs, step=self.step)
 
-    def _tensorboard(self):
-        if not hasattr(self, "_writer"):
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+    @property
+    def _tracker_names(self) -> str:
+        return ", ".join(self.recipe.train.trackers)
 
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self._writer = None
-        return self._writer
+    def _start_trackers(self) -> None:
+        """Start the trackers of ``train.log_with`` (main process) with the recipe, flattened,
+        and the run id as their configuration. Local ones write under ``RUN/logs/``; the run
+        folder's name is the project name every tracker gets."""
+        if not (self.is_main and self.recipe.train.trackers):
+            return
+        config = {"run_id": self.run_id, **flat_config(self.recipe.to_dict())}
+        with self._stop_on_write_error(f"start the trackers ({self._tracker_names})"):
+            self.accelerator.init_trackers(self.run_dir.resolve().name, config=config)
+
+    def _end_trackers(self) -> None:
+        """Finish the trackers (flush and close), also when training stops early.
+
+        This is what ``Accelerator.end_training`` does to trackers; that method also destroys
+        the process group, which a caller of :meth:`train` may still need (to save or
+        compare the weights of every rank, as the data-parallel test does)."""
+        trackers = list(self.accelerator.trackers)
+        self.accelerator.trackers.clear()
+        for tracker in trackers:
+            tracker.finish()
 
     @torch.no_grad()
     def _save_samples(self, count: int = 4) -> Path:
