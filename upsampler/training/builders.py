@@ -193,7 +193,10 @@ def build_lpips(recipe: Recipe, device: torch.device):
         return None
     from upsampler.losses.lpips import load_lpips
 
-    return load_lpips(recipe.loss.lpips_net, device=device)
+    try:
+        return load_lpips(recipe.loss.lpips_net, device=device)
+    except ValueError as error:  # a weights file that cannot be read (a missing one is an OSError)
+        raise RecipeError(f"LPIPS-{recipe.loss.lpips_net}: {error}") from error
 
 
 def build_clip(recipe: Recipe, device: torch.device):

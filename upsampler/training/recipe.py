@@ -85,7 +85,7 @@ class LossConfig:
     reconstruction_type: Literal["l1", "charbonnier"] = "l1"
     #: the same reconstruction on every lower pyramid level (against downscaled targets)
     pyramid: float = 0.5
-    #: LPIPS (real backbone weights: `upsampler prepare-lpips`); 0 turns it off
+    #: LPIPS (real trunk weights: torchvision's cache or `upsampler prepare-lpips`); 0: off
     lpips: float = 1.0
     lpips_net: Literal["alex", "vgg"] = "vgg"
     #: LPIPS and CLIP during the reconstruction warm-up too; false makes the warm-up pure
