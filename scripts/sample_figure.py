@@ -24,13 +24,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from upsampler.degradations import DegradationPipeline
-from upsampler.evaluation.evaluate import (
-    degradation_seed,
-    interpolation_method,
-    list_images,
-    load_hq,
-    upscaler_method,
-)
+from upsampler.evaluation.evaluate import degradation_seed, list_images, load_hq
+from upsampler.evaluation.methods import interpolation_method, upscaler_method
 
 LABEL_HEIGHT = 16
 

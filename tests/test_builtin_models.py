@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from upsampler import Upscaler
-from upsampler.evaluation.evaluate import evaluate, interpolation_method, upscaler_method
+from upsampler.evaluation.evaluate import evaluate
+from upsampler.evaluation.methods import interpolation_method, upscaler_method
 from upsampler.losses.lpips_weights import default_weights_dir, missing_weight_files
 from upsampler.models.registry import BUILTIN_MODELS, builtin_path
 
