@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from upsampler import GigaGANUpsampler, Upscaler
-from upsampler.models.rrdbnet import RRDBNet
+from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet  # Real-ESRGAN x4plus's network
 
 BEGIN = "<!-- presets-table:begin -->"
 END = "<!-- presets-table:end -->"

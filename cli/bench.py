@@ -5,7 +5,8 @@ Every measurement runs in a fresh Python process, so its peak resident memory
 its own. Each method is timed end to end on a random image already in memory: bicubic
 interpolation, the GigaGAN presets through the tiled :class:`~upsampler.Upscaler` (random
 weights: the time does not depend on their values), and the Real-ESRGAN x4plus architecture
-(RRDBNet, 23 blocks, 64 features, 16.7M parameters, random weights), untiled as Real-ESRGAN
+(RRDBNet, 23 blocks, 64 features, 16.7M parameters, random weights; spandrel's ESRGAN, the
+implementation the loader runs Real-ESRGAN checkpoints with), untiled as Real-ESRGAN
 runs by default, or tiled with ``--rrdbnet-tile``.
 
     upsampler bench --presets nano --sizes 256x256                 # nano vs RRDBNet vs bicubic
@@ -262,7 +263,7 @@ def _worker(spec: dict) -> dict:
     from upsampler.inference.tiling import plan_tiles, tiled_apply
     from upsampler.inference.upscaler import Upscaler
     from upsampler.models.generator import GigaGANUpsampler
-    from upsampler.models.rrdbnet import RRDBNet
+    from spandrel.architectures.ESRGAN import ESRGAN
 
     device = resolve_device(spec["device"])
     dtype = resolve_dtype(spec["dtype"], device)
@@ -307,7 +308,7 @@ def _worker(spec: dict) -> dict:
         count_run = functools.partial(counted.upscale, lq, tile=tile)
 
     else:
-        model = RRDBNet().eval().to(device=device, dtype=dtype)
+        model = ESRGAN().eval().to(device=device, dtype=dtype)  # RRDBNet, x4plus size
         parameters = sum(p.numel() for p in model.parameters())
 
         def forward(tiles: torch.Tensor) -> torch.Tensor:

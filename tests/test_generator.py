@@ -305,7 +305,7 @@ def test_student_preset_runs_at_4x(one_thread, text_conditioning):
 def test_student_preset_budget_and_where_its_compute_is():
     """At most 1/16 of RRDBNet's (Real-ESRGAN x4plus) FLOPs for 256x256 -> 1024x1024, and, unlike
     nano, most of them at the input resolution, where a distilled RRDBNet does all its work."""
-    from upsampler.models.rrdbnet import RRDBNet
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet  # x4plus size by default
 
     with torch.device("meta"):
         student = GigaGANUpsampler.from_preset("student", scale=4)
