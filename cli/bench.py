@@ -257,13 +257,13 @@ def _worker(spec: dict) -> dict:
 
     import torch
     import torch.nn.functional as F
+    from spandrel.architectures.ESRGAN import ESRGAN
     from torch.utils.flop_counter import FlopCounterMode
 
     from upsampler.inference.devices import resolve_device, resolve_dtype
     from upsampler.inference.tiling import plan_tiles, tiled_apply
     from upsampler.inference.upscaler import Upscaler
     from upsampler.models.generator import GigaGANUpsampler
-    from spandrel.architectures.ESRGAN import ESRGAN
 
     device = resolve_device(spec["device"])
     dtype = resolve_dtype(spec["dtype"], device)

@@ -26,13 +26,9 @@ from PIL import Image, ImageDraw
 from upsampler.degradations import DegradationPipeline
 from upsampler.evaluation.evaluate import degradation_seed, list_images, load_hq
 from upsampler.evaluation.methods import interpolation_method, upscaler_method
+from upsampler.io.tensors import to_pil_rgb
 
 LABEL_HEIGHT = 16
-
-
-def to_image(tensor: torch.Tensor) -> Image.Image:
-    array = (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array)
 
 
 def labelled(panel: Image.Image, label: str) -> Image.Image:
@@ -86,14 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         panels = [
             labelled(
-                to_image(lq[..., lq_window[0], lq_window[1]]).resize((crop, crop), Image.NEAREST),
+                to_pil_rgb(lq[..., lq_window[0], lq_window[1]]).resize((crop, crop), Image.NEAREST),
                 f"LQ ({args.degradation})",
             )
         ]
         for method in methods:
             output = method.upscale(lq).cpu()
-            panels.append(labelled(to_image(output[..., window[0], window[1]]), method.name))
-        panels.append(labelled(to_image(hq[..., window[0], window[1]]), "HQ"))
+            panels.append(labelled(to_pil_rgb(output[..., window[0], window[1]]), method.name))
+        panels.append(labelled(to_pil_rgb(hq[..., window[0], window[1]]), "HQ"))
         row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
         for index, panel in enumerate(panels):
             row.paste(panel, (index * panel.width, 0))

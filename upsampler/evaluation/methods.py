@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from PIL import Image
+
+from upsampler.io.tensors import rgb_tensor, to_pil_rgb
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,6 @@ class SRMethod:
     upscale: Callable[[torch.Tensor], torch.Tensor]
 
 
-def _to_pil(lq: torch.Tensor) -> Image.Image:
-    array = (lq[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
-
-
-def _from_pil(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
-
-
 def interpolation_method(kind: Literal["bicubic", "lanczos"], scale: int) -> SRMethod:
     """Pillow's bicubic or Lanczos resize of the 8-bit input: the classic baselines."""
     resample = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
@@ -48,7 +39,8 @@ def interpolation_method(kind: Literal["bicubic", "lanczos"], scale: int) -> SRM
 
     def upscale(lq: torch.Tensor) -> torch.Tensor:
         height, width = lq.shape[-2:]
-        return _from_pil(_to_pil(lq).resize((width * scale, height * scale), resample[kind]))
+        resized = to_pil_rgb(lq).resize((width * scale, height * scale), resample[kind])
+        return rgb_tensor(resized)[None]
 
     return SRMethod(name=kind, upscale=upscale)
 

@@ -43,7 +43,13 @@ from upsampler.inference import memory
 from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
 from upsampler.inference.memory import DEFAULT_OVERLAP
 from upsampler.inference.tiling import TilePlan, plan_tiles, tiled_apply
-from upsampler.io.images import ImageData, from_pil, to_pil
+from upsampler.io.images import from_pil, to_pil
+from upsampler.io.tensors import (
+    array_to_pixels,
+    merge_channels,
+    pixels_to_array,
+    split_channels,
+)
 from upsampler.models.contract import UpsamplerModel
 from upsampler.models.folding import folded_styles, unfolded
 from upsampler.models.loading import load_model
@@ -51,7 +57,6 @@ from upsampler.models.weights_check import first_few
 from upsampler.text.base import TextEmbeddings, TextEncoder, encode_texts
 
 BACKENDS = ("torch", "onnxruntime")
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 # Alpha below this counts as fully transparent when colour is un-premultiplied (a quarter of
 # 8-bit alpha's smallest step).
 MIN_ALPHA = 1 / 1024
@@ -596,54 +601,24 @@ def _prepare(item: ImageInput) -> tuple[list[Job], Rebuild]:
     )
 
 
-def _split_pixels(pixels: np.ndarray) -> Job:
-    """(H, W, C) float32 in [0, 1] -> rgb (1, 3, H, W), alpha (1, 1, H, W) or None."""
-    channels = pixels.shape[2]
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
-    colour = tensor[:, :1].expand(-1, 3, -1, -1) if channels in (1, 2) else tensor[:, :3]
-    alpha = tensor[:, -1:] if channels in (2, 4) else None
-    return colour.contiguous(), alpha
-
-
-def _merge_pixels(job: Job, channels: int) -> np.ndarray:
-    """Inverse of :func:`_split_pixels`: greyscale comes back as the luma of the RGB output."""
-    rgb, alpha = job
-    if channels in (1, 2):
-        luma = torch.tensor(LUMA, dtype=rgb.dtype)[None, :, None, None]
-        rgb = (rgb * luma).sum(dim=1, keepdim=True)
-    parts = [rgb] if alpha is None else [rgb, alpha]
-    return torch.cat(parts, dim=1)[0].permute(1, 2, 0).numpy()
-
-
 def _prepare_pil(image: Image.Image) -> tuple[list[Job], Rebuild]:
     data = from_pil(image)
 
     def rebuild(results: list[Job]) -> Image.Image:
-        return to_pil(data.with_pixels(_merge_pixels(results[0], data.channels)))
+        return to_pil(data.with_pixels(merge_channels(*results[0], data.channels)))
 
-    return [_split_pixels(data.pixels)], rebuild
+    return [split_channels(data.pixels)], rebuild
 
 
 def _prepare_numpy(array: np.ndarray) -> tuple[list[Job], Rebuild]:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
         raise ValueError(f"arrays must be (H, W) or (H, W, 1|2|3|4), got {array.shape}")
-    if array.dtype == np.uint8 or array.dtype == np.uint16:
-        peak = float(np.iinfo(array.dtype).max)
-    elif np.issubdtype(array.dtype, np.floating):
-        peak = 1.0
-    else:
-        raise ValueError(f"arrays must be uint8, uint16 or float in [0, 1], got {array.dtype}")
-    pixels = (array.astype(np.float32) / np.float32(peak)).reshape(*array.shape[:2], -1)
-    data = ImageData(np.clip(pixels, 0.0, 1.0))
+    pixels = array_to_pixels(array)
 
     def rebuild(results: list[Job]) -> np.ndarray:
-        out = _merge_pixels(results[0], data.channels)
-        if peak != 1.0:
-            out = np.clip(np.rint(out * peak), 0, peak)
-        out = out.astype(array.dtype)
-        return out[..., 0] if array.ndim == 2 else out
+        return pixels_to_array(merge_channels(*results[0], pixels.shape[2]), like=array)
 
-    return [_split_pixels(data.pixels)], rebuild
+    return [split_channels(pixels)], rebuild
 
 
 def _prepare_tensor(tensor: torch.Tensor) -> tuple[list[Job], Rebuild]:

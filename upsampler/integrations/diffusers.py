@@ -49,6 +49,7 @@ from PIL import Image
 
 from upsampler.inference.devices import resolve_device, resolve_dtype, usable_dtypes
 from upsampler.inference.upscaler import UpscaleProgress, Upscaler
+from upsampler.io.tensors import rgb_tensor
 from upsampler.models.contract import UpsamplerModel
 from upsampler.models.loading import load_model
 from upsampler.text.base import TextEmbeddings, TextEncoder
@@ -590,18 +591,18 @@ def _looks_like_latents(images: Any) -> bool:
 def _as_image_list(images: Any) -> tuple[list[torch.Tensor], str, bool]:
     """Any image batch -> ([(3, H, W) float32 CPU in [0, 1]], kind "pil"/"np"/"pt", single)."""
     if isinstance(images, Image.Image):
-        return [_from_pil(images)], "pil", True
+        return [rgb_tensor(images)], "pil", True
     if isinstance(images, torch.Tensor):
         if images.ndim == 3:
-            return [_from_tensor(images)], "pt", True
+            return [rgb_tensor(images)], "pt", True
         if images.ndim == 4:
-            return [_from_tensor(image) for image in images], "pt", False
+            return [rgb_tensor(image) for image in images], "pt", False
         raise ValueError(f"image tensors must be (3, H, W) or (B, 3, H, W), got {images.shape}")
     if isinstance(images, np.ndarray):
         if images.ndim in (2, 3):
-            return [_from_numpy(images)], "np", True
+            return [rgb_tensor(images)], "np", True
         if images.ndim == 4:
-            return [_from_numpy(image) for image in images], "np", False
+            return [rgb_tensor(image) for image in images], "np", False
         raise ValueError(f"image arrays must be (H, W, 3) or (B, H, W, 3), got {images.shape}")
     if isinstance(images, list | tuple):
         if not images:
@@ -615,35 +616,6 @@ def _as_image_list(images: Any) -> tuple[list[torch.Tensor], str, bool]:
         "images must be PIL images, NumPy arrays or tensors (or a pipeline output holding "
         f"them), got {type(images).__name__}"
     )
-
-
-def _from_pil(image: Image.Image) -> torch.Tensor:
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-
-
-def _from_numpy(array: np.ndarray) -> torch.Tensor:
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.shape[-1] not in (1, 3):
-        raise ValueError(f"image arrays must have 1 or 3 channels last, got {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
-        pixels = array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
-    else:
-        pixels = array.astype(np.float32)
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
-    return tensor.expand(3, -1, -1).clamp(0.0, 1.0).contiguous()
-
-
-def _from_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    if tensor.shape[0] not in (1, 3) and tensor.shape[-1] in (1, 3):
-        tensor = tensor.permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    if tensor.shape[0] not in (1, 3):
-        raise ValueError(f"image tensors must have 1 or 3 channels, got {tuple(tensor.shape)}")
-    tensor = tensor.detach().to("cpu")
-    if not tensor.is_floating_point():
-        tensor = tensor.float() / float(torch.iinfo(tensor.dtype).max)
-    return tensor.float().expand(3, -1, -1).clamp(0.0, 1.0).contiguous()
 
 
 def _to_output_type(

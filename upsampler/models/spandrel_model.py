@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from upsampler.io.tensors import LUMA
 from upsampler.models.generator import UpsamplerOutput
 
 # Suffixes of single-file checkpoints (a folder with config.json is a save_pretrained model).
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's RGB -> L
 
 
 class CheckpointError(ValueError):

@@ -33,6 +33,7 @@ from safetensors import SafetensorError
 
 from upsampler.data import StepBatchSampler, collate
 from upsampler.degradations import DegradationPipeline, PairPool
+from upsampler.io.tensors import to_uint8
 from upsampler.losses.gan import (
     discriminator_loss,
     generator_adversarial_loss,
@@ -686,7 +687,7 @@ class Trainer:
             [torch.cat([a, b, c], dim=-1) for a, b, c in zip(lq_big, output, hq, strict=True)],
             dim=-2,
         )
-        pixels = (rows.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
+        pixels = to_uint8(rows)
         folder = self.run_dir / "samples"
         path = folder / f"step-{self.step:08d}.png"
         tmp = path.with_name(f".{path.name}.tmp")
