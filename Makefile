@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PyPI's torchvision does not import beside other torch builds, and lpips / open_clip need it.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install test test-slow lint format demo bench clean lpips
+.PHONY: venv install test test-slow test-packaging lint format demo bench clean lpips
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[all,dev]"
 	touch $@
 
 venv install: $(VENV)/.installed
@@ -25,6 +25,11 @@ test: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m slow
+
+# The wheel alone: built, installed with its base dependencies into a fresh venv (torch as
+# above), then `upsampler upscale` on the CPU. Slow (minutes); .ci/run runs it after `make test`.
+test-packaging: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m slow tests/test_packaging.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check upsampler cli tests benchmarks examples scripts

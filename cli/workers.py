@@ -53,7 +53,14 @@ class Workers:
         CPU, NCCL on GPUs) through accelerate, which reads torchrun's variables too."""
         if launched_processes() <= 1:
             return cls(device=device)
-        from accelerate import PartialState
+        try:
+            from accelerate import PartialState
+        except ImportError as error:
+            raise ImportError(
+                f"{launched_processes()} processes were launched (WORLD_SIZE); sharing one command "
+                f"between them needs the package accelerate ({error}): "
+                "pip install 'upsampler[train]'"
+            ) from error
 
         state = PartialState(cpu=device == "cpu")
         chosen = str(state.device) if device == "auto" else device

@@ -27,10 +27,9 @@ class ClipLoss(nn.Module):
 
     def __init__(self, model_name: str, weights: str | Path, *, random_weights: bool = False):
         super().__init__()
-        import open_clip
+        from upsampler.text.open_clip_backend import import_open_clip, read_state_dict
 
-        from upsampler.text.open_clip_backend import read_state_dict
-
+        open_clip = import_open_clip()
         model = open_clip.create_model(model_name, pretrained=None)
         if not random_weights:
             weights = Path(weights)

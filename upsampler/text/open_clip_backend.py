@@ -29,6 +29,19 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _NON_TEXT_KEYS = ("logit_scale", "logit_bias")
 
 
+def import_open_clip():
+    """The ``open_clip`` module, or :class:`TextEncoderUnavailableError` saying how to install it
+    (it is in the ``text`` extra, not in the base install)."""
+    try:
+        import open_clip
+    except ImportError as error:
+        raise TextEncoderUnavailableError(
+            f"OpenCLIP (text encoders, CLIP loss) needs the package open_clip_torch ({error}): "
+            "pip install 'upsampler[text]'"
+        ) from error
+    return open_clip
+
+
 class OpenCLIPTextEncoder(TextEncoder):
     """The text tower of an open_clip model, frozen.
 
@@ -65,7 +78,7 @@ class OpenCLIPTextEncoder(TextEncoder):
         if pretrained is not None and random_weights:
             raise ValueError("pass either pretrained= or random_weights=True, not both")
 
-        import open_clip
+        open_clip = import_open_clip()
 
         self.model_name = _resolve_model_name(model_name)
         self.device = torch.device(device)
@@ -118,7 +131,7 @@ class OpenCLIPTextEncoder(TextEncoder):
 
 def _resolve_model_name(model_name: str) -> str:
     """Return a registered open_clip architecture name, registering a JSON config path."""
-    import open_clip
+    open_clip = import_open_clip()
 
     if model_name.startswith(("hf-hub:", "local-dir:")):
         raise ValueError(
@@ -160,7 +173,7 @@ def _quiet_random_init_warning() -> Iterator[None]:
 
 def _tokenizer(model_name: str):
     """open_clip's tokenizer for ``model_name``; Hugging Face-based ones may need the hub."""
-    import open_clip
+    open_clip = import_open_clip()
 
     try:
         return open_clip.get_tokenizer(model_name)
@@ -174,7 +187,7 @@ def _tokenizer(model_name: str):
 
 def _resolve_checkpoint(model_name: str, pretrained: str) -> Path:
     """A local checkpoint file for ``pretrained`` (a path, or a tag fetched from the hub)."""
-    import open_clip
+    open_clip = import_open_clip()
 
     tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not tag_cfg:

@@ -77,7 +77,13 @@ class TransformersTextEncoder(TextEncoder):
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        try:
+            from transformers import AutoConfig, AutoModel, AutoTokenizer
+        except ImportError as error:
+            raise TextEncoderUnavailableError(
+                f"the transformers text encoder needs the package transformers ({error}): "
+                "pip install 'upsampler[text]'"
+            ) from error
 
         self.name_or_path = resolve_model_path(name_or_path)
         if _looks_like_path(self.name_or_path) and not Path(self.name_or_path).is_dir():
