@@ -71,6 +71,20 @@ def test_launched_processes_name_the_train_extra(monkeypatch):
         Workers.from_environment("cpu")
 
 
+def test_training_names_the_train_extra(monkeypatch, tmp_path):
+    from upsampler.training.recipe import load_recipe
+    from upsampler.training.trainer import Trainer
+
+    recipe = load_recipe(
+        ROOT / "recipes" / "nano-4x.toml",
+        [f'train.output_dir="{(tmp_path / "run").as_posix()}"', 'train.device="cpu"'],
+    )
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    with pytest.raises(ImportError, match=re.escape("pip install 'upsampler[train]'")):
+        Trainer(recipe)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_upscales_in_a_fresh_venv():
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}

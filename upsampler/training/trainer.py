@@ -76,7 +76,12 @@ def _make_accelerator(recipe: Recipe, run_dir: Path):
     first: a run that asked for TensorBoard fails before it starts, not after hours without
     a single event file.
     """
-    import accelerate
+    try:
+        import accelerate
+    except ImportError as error:
+        raise ImportError(
+            f"training needs the package accelerate ({error}): pip install 'upsampler[train]'"
+        ) from error
     from accelerate import Accelerator
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
     from accelerate.utils import ProjectConfiguration
