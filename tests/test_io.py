@@ -16,6 +16,8 @@ from upsampler.io.images import (
     ImageTooLargeError,
     UnsupportedImageError,
     read_image,
+    read_image_size,
+    read_rgb,
     write_image,
 )
 
@@ -163,6 +165,89 @@ def test_decompression_bomb_limit_is_configurable(tmp_path):
     with pytest.raises(ImageTooLargeError, match="10,000 pixels is over the limit of 9,999"):
         read_image(tmp_path / "big.png", max_pixels=9_999)
     assert read_image(tmp_path / "big.png", max_pixels=10_000).height == 100
+
+
+@pytest.mark.parametrize("reader", [read_image, read_rgb, read_image_size])
+def test_every_reader_refuses_over_the_limit_naming_the_flag(tmp_path, reader):
+    path = tmp_path / "small.png"
+    Image.new("RGB", (30, 20)).save(path)
+    data = path.read_bytes()
+    for source in ({}, {"data": data}):
+        with pytest.raises(
+            ImageTooLargeError, match=r"600 pixels is over the limit of 599"
+        ) as raised:
+            reader(path, max_pixels=599, **source)
+        assert "--max-pixels" in str(raised.value)
+        assert str(raised.value).startswith(f"{path}: ")
+        assert reader(path, max_pixels=600, **source) is not None
+
+
+def test_the_default_limit_is_the_documented_one():
+    import inspect
+
+    from upsampler.io.formats import DEFAULT_MAX_PIXELS
+
+    assert DEFAULT_MAX_PIXELS == 40_000_000
+    for reader in (read_image, read_rgb, read_image_size):
+        default = inspect.signature(reader).parameters["max_pixels"].default
+        assert default == DEFAULT_MAX_PIXELS, reader.__name__
+
+
+def test_bytes_in_memory_read_as_the_file_does(tmp_path):
+    cases = {
+        "photo.jpg": ImageData(random_pixels(12, 10, 3), exif=exif_with(6).tobytes()),
+        "deep.png": ImageData(random_pixels(6, 5, 4, 16), bit_depth=16),
+        "deep.tif": ImageData(random_pixels(6, 5, 2, 16), bit_depth=16),  # tifffile alone
+        "grey.png": ImageData(random_pixels(6, 5, 1)),
+    }
+    for name, image in cases.items():
+        path = tmp_path / name
+        write_image(path, image)
+        from_file, from_bytes = read_image(path), read_image(path, data=path.read_bytes())
+        np.testing.assert_array_equal(from_bytes.pixels, from_file.pixels, err_msg=name)
+        assert from_bytes.bit_depth == from_file.bit_depth and from_bytes.exif == from_file.exif
+        assert read_image_size(path, data=path.read_bytes()) == read_image_size(path)
+        assert read_rgb(path, data=path.read_bytes()).tobytes() == read_rgb(path).tobytes()
+    with pytest.raises(ImageReadError, match=r"^shard\.tar:a\.png: empty file"):
+        read_image("shard.tar:a.png", data=b"")
+    with pytest.raises(ImageReadError, match=r"^shard\.tar:a\.png: not an image"):
+        read_image("shard.tar:a.png", data=b"not an image at all" * 4)
+
+
+def test_read_rgb_is_upright_8_bit_rgb_of_every_mode(tmp_path):
+    rgba = random_pixels(6, 8, 4)
+    write_image(tmp_path / "rgba.png", ImageData(rgba))
+    write_image(tmp_path / "grey_alpha.png", ImageData(rgba[..., :2]))
+    write_image(tmp_path / "deep.png", ImageData(rgba[..., :3], bit_depth=16))
+    write_image(tmp_path / "turned.jpg", ImageData(rgba[..., :3], exif=exif_with(6).tobytes()))
+    for name in ("rgba.png", "grey_alpha.png", "deep.png", "turned.jpg"):
+        image = read_rgb(tmp_path / name)
+        assert image.mode == "RGB", name
+        pixels = read_image(tmp_path / name).pixels
+        channels = pixels[..., :1].repeat(3, axis=2) if pixels.shape[2] < 3 else pixels[..., :3]
+        expected = np.rint(channels * 255).astype(np.uint8)  # alpha dropped, grey repeated
+        np.testing.assert_array_equal(np.asarray(image), expected, err_msg=name)
+    assert read_rgb(tmp_path / "turned.jpg").size == (6, 8)  # orientation 6: a quarter turn
+    # 16 bits are rounded to 8, not cut (Pillow's own conversion of 16-bit grey clips at 255).
+    deep = np.asarray(read_rgb(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(deep, np.rint(rgba[..., :3] * 255).astype(np.uint8))
+
+
+def test_read_image_size_reads_the_header_alone(tmp_path):
+    write_image(
+        tmp_path / "turned.jpg", ImageData(random_pixels(6, 8, 3), exif=exif_with(6).tobytes())
+    )
+    assert read_image_size(tmp_path / "turned.jpg") == (6, 8)  # upright (width, height)
+    big = tmp_path / "header_only.png"
+    _png_header_only(big, 300, 200)  # no pixel data: decoding it would fail
+    assert read_image_size(big) == (300, 200)
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        read_image(big)
+    bad = make_bad_files(tmp_path)
+    for name in ("empty.png", "text.png", "animated.gif", "pages.tif", "missing.png"):
+        path, error = bad[name]
+        with pytest.raises(error):
+            read_image_size(path)
 
 
 def _png_header_only(path, width: int, height: int) -> None:

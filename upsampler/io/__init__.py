@@ -1,7 +1,14 @@
-"""Image reading and writing that loses nothing and never half-writes.
+"""Finding, reading and writing image files: each done once, here.
 
-Its names are imported on first use (see ``upsampler._lazy``); the formats and the pixel limit
-live in the import-free ``upsampler.io.formats``.
+* :mod:`upsampler.io.formats`: the suffixes read and written and the pixel limits (no imports);
+* :mod:`upsampler.io.files`: :func:`find_images`, and atomic writing of files
+  (:func:`atomic_output`) and model folders (``write_model_folder``);
+* :mod:`upsampler.io.images`: the one image decoder (:func:`read_image`, :func:`read_rgb`,
+  :func:`read_image_size`) and :func:`write_image`, which loses nothing and never half-writes;
+* :mod:`upsampler.io.claims`: output files claimed by one of several workers.
+
+Its names are imported on first use (see ``upsampler._lazy``); the formats, the pixel limits
+and the file functions load neither NumPy nor Pillow.
 """
 
 from __future__ import annotations
@@ -11,7 +18,13 @@ from typing import TYPE_CHECKING
 from upsampler._lazy import attach
 
 if TYPE_CHECKING:
-    from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
+    from upsampler.io.files import atomic_output, find_images
+    from upsampler.io.formats import (
+        DEFAULT_MAX_PIXELS,
+        IMAGE_SUFFIXES,
+        TRAINING_MAX_PIXELS,
+        WRITE_FORMATS,
+    )
     from upsampler.io.images import (
         AnimatedImageError,
         ImageData,
@@ -20,10 +33,11 @@ if TYPE_CHECKING:
         ImageWriteError,
         UnsupportedImageError,
         apply_orientation,
-        atomic_output,
         format_for_suffix,
         from_pil,
         read_image,
+        read_image_size,
+        read_rgb,
         to_pil,
         write_image,
     )
@@ -31,7 +45,13 @@ if TYPE_CHECKING:
 __getattr__, __dir__ = attach(
     __name__,
     {
-        "upsampler.io.formats": ("DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "WRITE_FORMATS"),
+        "upsampler.io.files": ("atomic_output", "find_images"),
+        "upsampler.io.formats": (
+            "DEFAULT_MAX_PIXELS",
+            "IMAGE_SUFFIXES",
+            "TRAINING_MAX_PIXELS",
+            "WRITE_FORMATS",
+        ),
         "upsampler.io.images": (
             "AnimatedImageError",
             "ImageData",
@@ -40,10 +60,11 @@ __getattr__, __dir__ = attach(
             "ImageWriteError",
             "UnsupportedImageError",
             "apply_orientation",
-            "atomic_output",
             "format_for_suffix",
             "from_pil",
             "read_image",
+            "read_image_size",
+            "read_rgb",
             "to_pil",
             "write_image",
         ),
@@ -53,6 +74,7 @@ __getattr__, __dir__ = attach(
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "TRAINING_MAX_PIXELS",
     "WRITE_FORMATS",
     "AnimatedImageError",
     "ImageData",
@@ -62,9 +84,12 @@ __all__ = [
     "UnsupportedImageError",
     "apply_orientation",
     "atomic_output",
+    "find_images",
     "format_for_suffix",
     "from_pil",
     "read_image",
+    "read_image_size",
+    "read_rgb",
     "to_pil",
     "write_image",
 ]

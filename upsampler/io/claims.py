@@ -28,7 +28,8 @@ except ImportError:  # Windows
     fcntl = None
 
 CLAIM_SUFFIX = ".claim"
-# Temporary files of write_image: ``.NAME.<random>.part`` (see atomic_output).
+# Temporary files of write_image and every other atomic writer: ``.NAME.<random>.part`` (see
+# upsampler.io.files.atomic_output).
 _PART = re.compile(r"^\.(?P<name>.+)\.[^.]+\.part$")
 
 

@@ -1,23 +1,128 @@
-"""Writing model folders without destroying anything, with ordinary file modes.
+"""Finding image files, and writing files and folders without ever leaving half of one.
 
-Every command that writes a model folder (``upsampler export``, ``upsampler convert aurasr``)
-follows one rule, :func:`check_output_folder`: a destination that is not empty is refused
-unless asked to overwrite, and even then only the files written are replaced; a destination
-that is, lies inside, or contains what is being read is always refused.
-:func:`write_model_folder` then writes into a hidden folder inside the destination and moves
-the files into place, ``config.json`` last, so a reader never sees a model without its weights.
+Finding: :func:`find_images` is how every command and the data loader turn files and folders
+into a list of images: one suffix list (:data:`~upsampler.io.formats.IMAGE_SUFFIXES`), hidden
+files and folders skipped, symbolic links to folders not descended into, sorted.
 
-safetensors writes its files 0600; :func:`set_file_modes` gives them what ``open`` would
-(``0o666 & ~umask``), as :func:`upsampler.io.images.atomic_output` does for images.
+Writing, with one policy for every writer:
+
+* a file goes to a hidden temporary file beside it, is flushed to disk and renamed over the
+  target (:func:`atomic_output`): an interrupted run leaves the old file or the complete new
+  one, never a truncated one, and nothing behind;
+* a model folder is written into a hidden folder inside the destination and its files moved
+  into place, ``config.json`` last, so a reader never sees a model without its weights
+  (:func:`write_model_folder`); a destination that is not empty is refused unless asked to
+  overwrite, and even then only the files written are replaced; a destination that is, lies
+  inside, or contains what is being read is always refused (:func:`check_output_folder`);
+* files get the mode a plain ``open`` would give them, ``0o666 & ~umask`` (0644 under the
+  usual umask 022), and folders ``0o777 & ~umask`` (:func:`set_file_modes`): ``mkstemp`` and
+  safetensors make private 0600 files, which a shared output or model folder must not hold.
+
+Nothing here imports NumPy, Pillow or torch, so the command line can use it before any of them
+is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+
+from upsampler.io.formats import IMAGE_SUFFIXES
+
+# --------------------------------------------------------------------------- finding images
+
+
+def find_images(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    recursive: bool,
+    exclude: str | os.PathLike | None = None,
+) -> list[Path]:
+    """The image files of ``paths``, in order: each file as given, each folder's images sorted.
+
+    A folder gives its files whose suffix is in ``IMAGE_SUFFIXES`` (in any case: ``.JPG`` too),
+    and with ``recursive`` those of its subfolders, sorted by path (folder by folder, as
+    ``sorted`` orders ``Path`` objects). Inside a folder, names that start with a dot (hidden
+    files and folders: ``.thumbnails/``, macOS ``._photo.jpg``) are skipped, symbolic links to
+    files are taken and symbolic links to folders are not descended into (as
+    ``Path.rglob``). A path that is not a folder is returned as given, whatever its suffix and
+    even if missing, so that reading it says what is wrong with it.
+
+    Args:
+        paths: files and folders (one, or several).
+        recursive: descend into subfolders.
+        exclude: a folder whose files are never returned (an output folder inside an input
+            folder, so earlier outputs are not read back as inputs); compared resolved.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    skipped = Path(exclude).resolve() if exclude is not None else None
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if not item.is_dir():
+            found.append(item)
+            continue
+        files: list[Path] = []
+        for root, folders, names in os.walk(item):
+            # Pruned in place: os.walk then does not descend into them. Links to folders are
+            # listed among ``folders`` and never followed (followlinks is off).
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            if not recursive:
+                folders.clear()
+            files += [
+                Path(root, name)
+                for name in names
+                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+            ]
+        found += sorted(
+            path
+            for path in files
+            if path.is_file() and (skipped is None or not _inside(path.resolve(), skipped))
+        )
+    return found
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+# --------------------------------------------------------------------------- writing files
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    Write the file at the yielded path (any writer that takes a path). When the block ends it
+    is flushed to disk, given mode ``0o666 & ~umask`` and renamed over ``path``. On any
+    exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is left
+    untouched. The temporary file is ``.NAME.<random>.part`` in the same folder (the folder is
+    created if needed): hidden, and not an image suffix, so a scan never takes one left by a
+    killed process for an image (:mod:`upsampler.io.claims` finds and removes those).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~umask())  # mkstemp makes 0600 files
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+# --------------------------------------------------------------------------- writing folders
 
 
 def check_output_folder(

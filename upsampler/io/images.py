@@ -15,12 +15,19 @@ What :func:`read_image` guarantees:
   (:class:`ImageTooLargeError`, the decompression-bomb guard, ``max_pixels``), or a pixel
   format with no faithful place to go (:class:`UnsupportedImageError`: 32-bit float, ...).
 
+It is the one decoder of image files in the project. :func:`read_rgb` reads through it into an
+8-bit RGB Pillow image (training crops, degradation previews), and :func:`read_image_size`
+applies its checks to a file's header alone. All three take ``max_pixels``, whose default
+``DEFAULT_MAX_PIXELS`` (:mod:`upsampler.io.formats`) every command can raise with
+``--max-pixels``, and ``data``, the bytes of a file already in memory (a tar member).
+
 What :func:`write_image` guarantees:
 
-* Atomic writes: the image goes to a hidden temporary file in the target folder, is flushed to
-  disk, then renamed over the target (``os.replace``). An interrupted run leaves either the old
-  file or the complete new one, never a truncated image; the temporary file is removed on any
-  error, and one left by a killed process is named ``.NAME.*.part`` (not an image suffix).
+* Atomic writes (:func:`upsampler.io.files.atomic_output`): the image goes to a hidden
+  temporary file in the target folder, is flushed to disk, then renamed over the target. An
+  interrupted run leaves either the old file or the complete new one, never a truncated image;
+  the temporary file is removed on any error, and one left by a killed process is named
+  ``.NAME.*.part`` (not an image suffix).
 * ICC profile and EXIF written where the format stores them (PNG, JPEG, WebP, TIFF; 16-bit
   colour TIFF keeps the ICC profile but not EXIF, which tifffile cannot write).
 * TIFF is deflate-compressed, except with EXIF, which only Pillow's uncompressed writer keeps.
@@ -38,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import threading
 import warnings
 import zlib
@@ -47,9 +53,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from upsampler.io.files import umask
+# atomic_output lives in upsampler.io.files; it is imported from here by older callers too.
+from upsampler.io.files import atomic_output
 from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
 
 ORIENTATION_TAG = 0x0112
@@ -141,38 +148,160 @@ class ImageData:
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+def read_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+) -> ImageData:
     """Decode an image file into upright pixels plus its metadata.
+
+    Args:
+        path: the file; with ``data``, only the name messages give it (``shard.tar:a.jpg``).
+        max_pixels: images with more pixels are refused before their pixels are decoded (the
+            decompression-bomb guard). Any value works, above Pillow's own limit too; the
+            commands pass their ``--max-pixels`` here.
+        data: the file's bytes, when they are in memory already (a member of a tar shard).
 
     Raises:
         ImageReadError: and its subclasses, with the file and the reason in the message.
     """
     path = Path(path)
+    head = _head(path, data)
+    with _opened(path, data, head, max_pixels) as image:
+        decoded = (
+            _read_tiff16(path, data, max_pixels)
+            if image is None
+            else _decode(image, path, data, head, max_pixels)
+        )
+        return ImageData(
+            pixels=_to_float(decoded.array, decoded.bit_depth),
+            bit_depth=decoded.bit_depth,
+            icc_profile=decoded.icc_profile,
+            exif=decoded.exif,
+            format=decoded.format,
+        )
+
+
+def read_rgb(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+) -> Image.Image:
+    """Decode an image file into an upright 8-bit RGB Pillow image, for code that works on
+    RGB photos (training crops, degradation previews): grey is repeated to RGB, alpha dropped
+    (the colour under it kept, as Pillow's ``convert("RGB")``), 16 bits rounded to 8;
+    metadata is not kept. Reads, guards and fails exactly as :func:`read_image`.
+    """
+    path = Path(path)
+    head = _head(path, data)
+    with _opened(path, data, head, max_pixels) as image:
+        if image is not None and _plain_rgb(image, head):
+            # The common case (8-bit RGB JPEG, PNG, WebP) stays in Pillow: going through NumPy
+            # would copy the whole image twice more, a third of the decoding time.
+            _check_frames(image, path)
+            _check_size(path, *image.size, max_pixels)
+            image.load()
+            return ImageOps.exif_transpose(image)  # a new image: it outlives the file
+        decoded = (
+            _read_tiff16(path, data, max_pixels)
+            if image is None
+            else _decode(image, path, data, head, max_pixels)
+        )
+        array = decoded.array
+        rgb = np.repeat(array[..., :1], 3, axis=2) if array.shape[2] < 3 else array[..., :3]
+        if decoded.bit_depth == 16:
+            rgb = _to_int(_to_float(rgb, 16), 8)
+        return Image.fromarray(np.ascontiguousarray(rgb))
+
+
+def read_image_size(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+) -> tuple[int, int]:
+    """The upright (width, height) of an image file, read from its header without decoding
+    its pixels: a fast check of many files before any is read.
+
+    Refuses, with the same errors as :func:`read_image`, what it can tell from the header: a
+    missing or empty file, not an image, animated or multi-frame, over ``max_pixels``. A file
+    it accepts can still turn out truncated or corrupt when read.
+    """
+    path = Path(path)
+    head = _head(path, data)
+    with _opened(path, data, head, max_pixels) as image:
+        if image is None:  # a TIFF only tifffile opens: rare enough to be decoded for its size
+            array = _read_tiff16(path, data, max_pixels).array
+            return array.shape[1], array.shape[0]
+        _check_frames(image, path)
+        _check_size(path, *image.size, max_pixels)
+        width, height = image.size
+        # Pillow finds a PNG's eXIf chunk after the pixel data only by decoding them: such a
+        # rare file's size is given as stored.
+        in_header = image.format != "PNG" or "exif" in image.info
+        orientation = image.getexif().get(ORIENTATION_TAG, 1) if in_header else 1
+        if orientation in (5, 6, 7, 8):  # turned a quarter
+            width, height = height, width
+        return width, height
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """Upright integer pixels, before :func:`read_image` makes floats of them."""
+
+    array: np.ndarray  # (H, W, C) uint8 or uint16
+    bit_depth: int
+    icc_profile: bytes | None
+    exif: bytes | None
+    format: str | None
+
+
+def _head(path: Path, data: bytes | None) -> bytes:
+    """The file's first bytes (they tell 16-bit PNG and TIFF apart), once it is known to be a
+    readable, non-empty file."""
+    if data is not None:
+        if not data:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        return data[:32]
     try:
         if not path.is_file():
             raise ImageReadError(
                 f"{path}: no such file" if not path.exists() else f"{path}: not a file"
             )
-        size = path.stat().st_size
-        if size == 0:
+        if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
         with open(path, "rb") as handle:
-            head = handle.read(32)
+            return handle.read(32)
     except OSError as error:
         raise ImageReadError(f"{path}: cannot read ({error.strerror or error})") from error
+
+
+def _source(path: Path, data: bytes | None) -> Path | io.BytesIO:
+    return io.BytesIO(data) if data is not None else path
+
+
+@contextlib.contextmanager
+def _opened(
+    path: Path, data: bytes | None, head: bytes, max_pixels: int
+) -> Iterator[Image.Image | None]:
+    """The file opened by Pillow under the pixel limit; None for a TIFF that only tifffile
+    opens (16-bit grey + alpha). Every failure, in opening or in the block (truncated data,
+    a decompression bomb, memory), becomes an :class:`ImageReadError` naming the file."""
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check replaces Pillow's decompression-bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
                 with _pillow_pixel_limit(max_pixels):  # Pillow checks the size in open()
-                    image = Image.open(path)
+                    image = Image.open(_source(path, data))
             except UnidentifiedImageError:
-                if head[:4] in _TIFF_MAGIC:  # e.g. 16-bit grey + alpha, which Pillow cannot open
-                    return _read_tiff16(path, max_pixels)
-                raise
-            with image:
-                return _decode(image, path, head, max_pixels)
+                if head[:4] not in _TIFF_MAGIC:
+                    raise
+                image = None
+            with image if image is not None else contextlib.nullcontext():
+                yield image
     except ImageReadError:
         raise
     except Image.DecompressionBombError as error:  # only past twice max_pixels: see below
@@ -219,28 +348,44 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode(image: Image.Image, path: Path, head: bytes, max_pixels: int) -> ImageData:
+def _check_frames(image: Image.Image, path: Path) -> None:
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         raise AnimatedImageError(
             f"{path}: animated or multi-frame image ({frames} frames) is not supported; "
             "extract the frames first"
         )
+
+
+def _plain_rgb(image: Image.Image, head: bytes) -> bool:
+    """Whether Pillow decodes ``image`` to exactly the pixels :func:`_decode` gives: 8-bit RGB,
+    without a transparent colour, not 16-bit data that Pillow would cut to 8 bits."""
+    return (
+        image.mode == "RGB"
+        and "transparency" not in image.info
+        and not _png16_colour(head)
+        and not (image.format == "TIFF" and _is_tiff16_colour(image))
+    )
+
+
+def _decode(
+    image: Image.Image, path: Path, data: bytes | None, head: bytes, max_pixels: int
+) -> _Decoded:
+    _check_frames(image, path)
     _check_size(path, *image.size, max_pixels)
     if image.format == "TIFF" and _is_tiff16_colour(image):
-        return _read_tiff16(path, max_pixels)
+        return _read_tiff16(path, data, max_pixels)
     png16 = _png16_colour(head)
     image.load()  # decode now, so truncation is reported here
     exif = image.getexif()
     orientation = exif.get(ORIENTATION_TAG, 1)
     icc_profile = image.info.get("icc_profile") or None
     if png16:
-        array, bit_depth = _read_png16(path), 16
+        array, bit_depth = _read_png16(path, data), 16
     else:
         array, bit_depth, icc_profile = _pil_pixels(image, icc_profile, path)
-    array = apply_orientation(array, orientation)
-    return ImageData(
-        pixels=_to_float(array, bit_depth),
+    return _Decoded(
+        array=apply_orientation(array, orientation),
         bit_depth=bit_depth,
         icc_profile=icc_profile,
         exif=_exif_bytes(exif, tiff=image.format == "TIFF"),
@@ -308,10 +453,11 @@ def _png16_colour(head: bytes) -> bool:
     return bit_depth == 16 and colour_type in (2, 4, 6)
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _read_png16(path: Path, data: bytes | None) -> np.ndarray:
     import png  # pypng: Pillow has no 16-bit colour modes
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    reader = png.Reader(bytes=data) if data is not None else png.Reader(filename=str(path))
+    width, height, rows, info = reader.asDirect()
     array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     return array.reshape(height, width, info["planes"])
 
@@ -322,10 +468,10 @@ def _is_tiff16_colour(image: Image.Image) -> bool:
     return max(bits) > 8 and image.tag_v2.get(277, 1) > 1
 
 
-def _read_tiff16(path: Path, max_pixels: int) -> ImageData:
+def _read_tiff16(path: Path, data: bytes | None, max_pixels: int) -> _Decoded:
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
+    with tifffile.TiffFile(_source(path, data)) as tiff:
         if len(tiff.pages) > 1:
             raise AnimatedImageError(
                 f"{path}: multi-page TIFF ({len(tiff.pages)} pages) is not supported; "
@@ -353,9 +499,8 @@ def _read_tiff16(path: Path, max_pixels: int) -> ImageData:
         icc_profile = bytes(icc.value) if icc else None
         orientation = page.tags.get(274)
         orientation = int(orientation.value) if orientation else 1
-    array = apply_orientation(array, orientation)
-    return ImageData(
-        pixels=_to_float(array[..., :4], 16),
+    return _Decoded(
+        array=apply_orientation(array[..., :4], orientation),
         bit_depth=16,
         icc_profile=icc_profile,
         exif=None,
@@ -451,30 +596,6 @@ def format_for_suffix(path: str | os.PathLike) -> str:
             f"{', '.join(sorted({s for s, f in IMAGE_SUFFIXES.items() if f in WRITE_FORMATS}))}"
         )
     return name
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
-
-    On any exception (KeyboardInterrupt included) the temporary file is removed and ``path``
-    is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, 0o666 & ~umask())  # mkstemp makes 0600 files
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 def write_image(
