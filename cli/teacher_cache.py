@@ -9,6 +9,8 @@ from typing import NoReturn
 
 import typer
 
+from upsampler.io.formats import TRAINING_MAX_PIXELS
+
 
 def _usage_error(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -72,6 +74,12 @@ def teacher_cache(
         "auto", "--device", help="Where the teacher runs: auto, cpu, cuda, cuda:1, mps."
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Crops per teacher call."),
+    max_pixels: int = typer.Option(
+        TRAINING_MAX_PIXELS,
+        "--max-pixels",
+        min=1,
+        help="Skip photos with more pixels than this (decompression-bomb guard).",
+    ),
 ) -> None:
     """Cache a teacher's outputs for distillation: lq crops, the teacher's output and hq.
 
@@ -117,6 +125,7 @@ def teacher_cache(
             seed=seed,
             device=device,
             batch_size=batch_size,
+            max_pixels=max_pixels,
             progress=progress,
         )
     except KeyboardInterrupt:
@@ -127,6 +136,7 @@ def teacher_cache(
             ["upsampler", "teacher-cache", str(data), "-o", str(output), "--teacher", teacher]
             + ["--degradation", degradation, "--scale", str(scale), "--crop-size", str(crop_size)]
             + ["--count", str(count), "--shard-size", str(shard_size), "--seed", str(seed)]
+            + (["--max-pixels", str(max_pixels)] if max_pixels != TRAINING_MAX_PIXELS else [])
         )
         if bar is None:
             message = "interrupted before any crop was made"

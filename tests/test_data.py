@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import warnings
 
 import numpy as np
 import pytest
@@ -87,6 +88,43 @@ def test_tar_shards(tmp_path):
         for left in range(80 - 31)
     ]
     assert any(np.array_equal(hq, w) or np.array_equal(hq[:, ::-1], w) for w in windows)
+
+
+def test_pixel_limit_is_explicit_and_leaves_pillow_alone(tmp_path):
+    import subprocess
+    import sys
+
+    # Importing the module changes nothing in Pillow (it once set Image.MAX_IMAGE_PIXELS).
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; "
+        "import upsampler.data.datasets; print(before == Image.MAX_IMAGE_PIXELS)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.stdout.strip() == "True", completed.stderr
+
+    photo(0).save(tmp_path / "a.png")  # 80x64 = 5,120 pixels
+    photo(1, size=(40, 40)).save(tmp_path / "b.png")  # 1,600 pixels
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.warns(
+        UserWarning, match=r"a\.png \(80x64 = 5,120 pixels is over the limit of 5,000"
+    ):
+        dataset = ImageDataset(tmp_path, crop_size=32, max_pixels=5_000)
+    assert [item.path.name for item in dataset.items] == ["b.png"]
+    assert dataset[(0, 0)]["hq"].shape == (3, 32, 32)
+    dataset = ImageDataset(tmp_path, crop_size=32, max_pixels=5_120)
+    assert len(dataset) == 2 and dataset[(0, 0)]["hq"].shape == (3, 32, 32)
+    assert before == Image.MAX_IMAGE_PIXELS  # reading changed nothing either
+
+
+def test_hidden_files_and_folders_are_not_training_data(tmp_path):
+    photo(0).save(tmp_path / "a.png")
+    (tmp_path / ".thumbnails").mkdir()
+    photo(1).save(tmp_path / ".thumbnails" / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"macOS resource fork, not an image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to skip, so no warning either
+        dataset = ImageDataset(tmp_path, crop_size=32)
+    assert [item.path.name for item in dataset.items] == ["a.png"]
 
 
 def test_missing_and_empty_folders(tmp_path):

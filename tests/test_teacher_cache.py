@@ -313,3 +313,17 @@ def test_cli_builds_resumes_and_refuses(files, cache, tmp_path, monkeypatch):
         assert message in result.output
     result = runner.invoke(app, ["teacher-cache", str(tmp_path / "nowhere")] + command[2:])
     assert result.exit_code == 2 and "data path not found" in result.output
+
+
+def test_cli_max_pixels_limits_the_photos_read(files, tmp_path):
+    command = ["teacher-cache", str(files["photos"]), "--teacher", str(files["teacher"])]
+    command += ["--crop-size", "32", "--count", "2", "--shard-size", "2", "--device", "cpu"]
+    # The photos are 64x64 = 4,096 pixels: one pixel less and every photo is skipped.
+    with pytest.warns(UserWarning, match="4,096 pixels is over the limit of 4,095"):
+        result = runner.invoke(app, command + ["-o", str(tmp_path / "a"), "--max-pixels", "4095"])
+    assert result.exit_code == 2, result.output
+    assert "no usable image" in result.output
+    result = runner.invoke(app, command + ["-o", str(tmp_path / "b"), "--max-pixels", "4096"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "b" / "cache.json").read_text())
+    assert record["data"]["images"] == 4

@@ -9,7 +9,6 @@ samples, with any number of loader workers.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import tarfile
 import warnings
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-# Refuse decompression bombs: no training photo needs more than 200 megapixels.
-MAX_IMAGE_PIXELS = 200_000_000
+from upsampler.io.files import find_images
+from upsampler.io.formats import IMAGE_SUFFIXES, TRAINING_MAX_PIXELS
+from upsampler.io.images import ImageReadError, read_image_size, read_rgb
 
 
 class DataError(ValueError):
@@ -39,22 +38,6 @@ class _Item:
     offset: int = 0
     size: int = 0
     problem: str | None = None  # found while scanning a shard; checked like a file's header
-
-
-def _decode(data: bytes | Path, name: str) -> Image.Image:
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-        image.load()  # decode now, so truncated files fail here, not later
-    image = ImageOps.exif_transpose(image)
-    if image.mode != "RGB":
-        image = (
-            image.convert("RGBA").convert("RGB")
-            if "A" in image.getbands() or image.mode == "P"
-            else image.convert("RGB")
-        )
-    return image
 
 
 def _read_manifest(path: Path) -> dict[str, str]:
@@ -98,6 +81,11 @@ class ImageDataset(torch.utils.data.Dataset):
             member with the same stem) or the path of a ``.jsonl`` / ``.csv`` manifest whose
             ``file`` entries are paths relative to ``path``.
         flip, flip_vertical: random flips.
+        max_pixels: images with more pixels are skipped (the decompression-bomb guard of
+            :func:`~upsampler.io.images.read_image`; 200 megapixels by default).
+
+    A folder's images are found by :func:`~upsampler.io.files.find_images` (hidden files and
+    folders skipped) and read by :func:`~upsampler.io.images.read_rgb`: upright, 8-bit RGB.
     """
 
     def __init__(
@@ -109,12 +97,14 @@ class ImageDataset(torch.utils.data.Dataset):
         captions: str = "none",
         flip: bool = True,
         flip_vertical: bool = False,
+        max_pixels: int = TRAINING_MAX_PIXELS,
     ):
         self.root = Path(path)
         self.crop_size = crop_size
         self.min_size = max(min_size, crop_size)
         self.flip = flip
         self.flip_vertical = flip_vertical
+        self.max_pixels = max_pixels
         if not self.root.exists():
             raise DataError(f"data path not found: {self.root}")
         manifest = None if captions in ("none", "sidecar") else _read_manifest(Path(captions))
@@ -125,7 +115,7 @@ class ImageDataset(torch.utils.data.Dataset):
             candidates = list(self._scan_folder(captions, manifest))
         if not candidates:
             raise DataError(
-                f"no images found in {self.root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+                f"no images found in {self.root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         self.items: list[_Item] = []
         self.skipped: list[tuple[str, str]] = []
@@ -146,9 +136,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise DataError(f"no usable image in {self.root}: all {len(candidates)} were skipped")
 
     def _scan_folder(self, captions: str, manifest: dict[str, str] | None) -> Iterator[_Item]:
-        for file in sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        ):
+        for file in find_images(self.root, recursive=True):
             relative = file.relative_to(self.root).as_posix()
             caption = ""
             if captions == "sidecar" and file.with_suffix(".txt").is_file():
@@ -177,11 +165,11 @@ class ImageDataset(torch.utils.data.Dataset):
             with shard.open("rb") as handle:
                 for name in sorted(members):
                     stem, suffix = name.rsplit(".", 1) if "." in name else (name, "")
-                    if f".{suffix.lower()}" not in IMAGE_EXTENSIONS:
+                    if f".{suffix.lower()}" not in IMAGE_SUFFIXES:
                         continue
                     member = members[name]
                     handle.seek(member.offset_data)
-                    problem = self._size_problem(io.BytesIO(handle.read(member.size)))
+                    problem = self._size_problem(f"{shard}:{name}", handle.read(member.size))
                     caption = (
                         texts.get(stem, "")
                         if captions == "sidecar"
@@ -197,15 +185,14 @@ class ImageDataset(torch.utils.data.Dataset):
                     )
 
     def _check(self, item: _Item) -> str | None:
-        return self._size_problem(item.path) if item.path is not None else item.problem
+        return self._size_problem(item.name) if item.path is not None else item.problem
 
-    def _size_problem(self, source: Path | io.BytesIO) -> str | None:
+    def _size_problem(self, name: str, data: bytes | None = None) -> str | None:
         """Why an image cannot be used (header only, so a scan stays fast), or None."""
         try:
-            with Image.open(source) as image:
-                width, height = image.size
-        except Exception as error:  # any decoder failure means "skip this file", never "stop"
-            return f"unreadable: {type(error).__name__}: {error}"
+            width, height = read_image_size(name, max_pixels=self.max_pixels, data=data)
+        except ImageReadError as error:  # "skip this file", never "stop"
+            return str(error).removeprefix(f"{name}: ")
         if min(width, height) < self.min_size:
             return f"{width}x{height} is smaller than min_size {self.min_size}"
         return None
@@ -214,12 +201,13 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def load(self, index: int) -> Image.Image:
+        """Image ``index`` whole: upright 8-bit RGB (``ImageReadError`` if it cannot be read)."""
         item = self.items[index]
         if item.path is not None:
-            return _decode(item.path, item.name)
+            return read_rgb(item.path, max_pixels=self.max_pixels)
         with item.shard.open("rb") as handle:
             handle.seek(item.offset)
-            return _decode(handle.read(item.size), item.name)
+            return read_rgb(item.name, max_pixels=self.max_pixels, data=handle.read(item.size))
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
@@ -231,9 +219,9 @@ class ImageDataset(torch.utils.data.Dataset):
                 image = self.load(current)
                 break
             except Exception as error:
-                warnings.warn(
-                    f"skipped corrupt image {self.items[current].name}: {error}", stacklevel=2
-                )
+                name = self.items[current].name
+                reason = str(error).removeprefix(f"{name}: ")
+                warnings.warn(f"skipped corrupt image {name}: {reason}", stacklevel=2)
         else:
             raise DataError(f"no image in {self.root} could be decoded")
         rng = np.random.default_rng(seed)

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from upsampler.data.datasets import ImageDataset, StepBatchSampler
 from upsampler.degradations.pipeline import DegradationPipeline
-from upsampler.io.images import atomic_output
+from upsampler.io.files import atomic_output
+from upsampler.io.formats import TRAINING_MAX_PIXELS
 
 __all__ = [
     "CACHE_FILE",
@@ -80,6 +81,7 @@ def build_teacher_cache(
     seed: int = 0,
     device: str | torch.device = "cpu",
     batch_size: int = 8,
+    max_pixels: int = TRAINING_MAX_PIXELS,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Cache ``count`` training triples (lq, teacher output, hq) in the folder ``output``.
@@ -95,6 +97,8 @@ def build_teacher_cache(
         shard_size: samples per shard file (the unit of resuming).
         device: where the teacher runs ("auto", "cpu", "cuda", ...); degradations run on the
             CPU. The teacher runs in float32 on whole lq crops, ``batch_size`` at a time.
+        max_pixels: photos with more pixels are skipped, as :class:`~upsampler.data.ImageDataset`
+            skips them.
         progress: called with ``(samples done, count)`` at the start and after every batch.
 
     Returns:
@@ -135,7 +139,7 @@ def build_teacher_cache(
             f"the teacher {teacher_name} is text-conditioned; the cache has no captions to give "
             "it: use an unconditional teacher"
         )
-    dataset = ImageDataset(data_path, crop_size=crop_size, flip=False)
+    dataset = ImageDataset(data_path, crop_size=crop_size, flip=False, max_pixels=max_pixels)
     shard_counts = [min(shard_size, count - start) for start in range(0, count, shard_size)]
     config = {
         "format": FORMAT,
