@@ -131,3 +131,44 @@ def test_the_upscaler_folds_by_default_with_the_same_output(name):
     got = folded.upscale(lq, prompt, seed=2, tile=32, batch_size=2)
     assert (got - expected).abs().max() <= 1e-5
     assert not is_folded(model)
+
+
+@pytest.mark.parametrize("channels", [(8, 4), (6, 6)])  # with and without a 1x1 skip
+def test_an_upsampling_block_runs_its_first_convolution_at_the_input_resolution(channels):
+    from upsampler.models.layers import ModulatedResBlock
+
+    torch.manual_seed(0)
+    block = with_styles_that_matter(ModulatedResBlock(*channels, style_dim=8, num_kernels=2))
+    ws = torch.randn(1, 2, 8)
+    x = torch.randn(2, channels[0], 5, 7)
+    upsampled = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    with torch.no_grad():
+        expected = block(upsampled, ws.expand(2, -1, -1))
+        block.conv1._recording = block.conv2._recording = True
+        block(upsampled[:1], ws)
+        block.conv1._recording = block.conv2._recording = False
+        block.finish_folding()
+        got = block.forward_upsampled(x)
+        for memory_format in (torch.channels_last, torch.contiguous_format):
+            again = block.forward_upsampled(x.contiguous(memory_format=memory_format))
+            assert (again - got).abs().max() <= 1e-6  # either layout, to float rounding
+    assert got.shape == expected.shape == (2, channels[1], 10, 14)
+    assert (got - expected).abs().max() <= 1e-5
+
+
+def test_the_generator_upsamples_inside_its_folded_blocks(monkeypatch):
+    from upsampler.models.layers import ModulatedResBlock
+
+    model = with_styles_that_matter(tiny_generator())
+    ws = model.image_styles(None, generator=torch.Generator().manual_seed(0))
+    calls = []
+    original = ModulatedResBlock.forward_upsampled
+
+    def counted(self, x):
+        calls.append(tuple(x.shape[-2:]))
+        return original(self, x)
+
+    monkeypatch.setattr(ModulatedResBlock, "forward_upsampled", counted)
+    with torch.no_grad(), folded_styles(model, ws):
+        model(torch.rand(1, 3, 16, 16), ws=ws)
+    assert calls == [(16, 16), (32, 32)]  # the 2x and 4x stages above the input resolution

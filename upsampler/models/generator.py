@@ -555,11 +555,17 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
             level = (
                 self.num_levels - 1 - index
             )  # encoder level at this resolution (negative above it)
-            if index > 0:
+            first = 0
+            if index > 0 and level < 0 and blocks[0].conv1.is_folded:
+                # Above the input resolution (no encoder skip): the first block upsamples itself.
+                x = blocks[0].forward_upsampled(x)
+                next_styles(blocks[0].num_styles)
+                first = 1
+            elif index > 0:
                 x = F.interpolate(x, scale_factor=2.0, mode="nearest")
                 if level >= 0:
                     x = torch.cat([x, skips[level]], dim=1)
-            for block in blocks:
+            for block in blocks[first:]:
                 x = block(x, next_styles(block.num_styles))
             if level >= 0 and str(level) in self.decoder_attention:
                 x = self.decoder_attention[str(level)](x, text_local, text_mask)

@@ -24,6 +24,8 @@ ACTIVATION_GAIN = math.sqrt(2.0)
 # spends thousands of steps undoing that. At 0.1 a new network is nearly deterministic; the
 # adversarial phase grows the dependence on z where it helps.
 STYLE_INIT_GAIN = 0.1
+# 1/sqrt(2): keeps the variance of a residual sum equal to that of each branch.
+_HALF = 1.0 / math.sqrt(2.0)
 
 
 def leaky_relu(x: torch.Tensor) -> torch.Tensor:
@@ -169,6 +171,59 @@ class ModulatedResBlock(nn.Module):
         # its kernel, and conv2's cancels the 1/sqrt(2) of the sum (see forward).
         self.conv1.fold_gain(ACTIVATION_GAIN)
 
+    def forward_upsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of ``x`` upsampled 2x (nearest), with folded kernels, without making the
+        upsampled input: a 3x3 convolution of a nearest-upsampled map is, for each of the four
+        output phases, a 2x2 convolution of the map itself, so conv1 runs at the input
+        resolution with 4x the output channels and 4/9 of the work (sub-pixel convolution), and
+        the 1x1 skip, which commutes with the upsampling, runs there too. The same output as
+        ``forward(upsample(x))`` to float rounding."""
+        weight, bias = self._phase_kernels()
+        batch, _, height, width = x.shape
+        channels = self.conv2.in_channels
+        # (b, 4o, h + 1, w + 1): phase (a, b) of output pixel (2i + a, 2j + b) at (i + a, j + b)
+        phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), weight, bias)
+        phases = phases.permute(0, 2, 3, 1).reshape(batch, height + 1, width + 1, 2, 2, channels)
+        out = x.new_empty(batch, height, 2, width, 2, channels)
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, :, a, :, b, :] = phases[:, a : a + height, b : b + width, a, b, :]
+        h = out.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+        h = F.leaky_relu(h, 0.2, inplace=True)
+        h = F.leaky_relu(self.conv2(h), 0.2, inplace=True)
+        residual = x if self.skip is None else self.skip(x)
+        return h.add_(F.interpolate(residual, scale_factor=2.0, mode="nearest"), alpha=_HALF)
+
+    def _phase_kernels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """conv1's folded 3x3 kernel as the (4 * o, i, 2, 2) kernel of :meth:`forward_upsampled`
+        (output channels ordered phase-major: (2a + b) * o + c), made once per folding."""
+        folded = self.conv1.folded_weight
+        if folded is None:
+            raise RuntimeError("forward_upsampled needs folded kernels")
+        if getattr(self, "_phase_source", None) is not folded:
+            # Rows (and then columns) of the 3x3 kernel seen by phase 0 and phase 1: offsets
+            # -1 and 0 for phase 0 (taps 0 and 1 + 2), 0 and +1 for phase 1 (taps 0 + 1 and 2).
+            w = folded
+            rows = [
+                torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], dim=2),
+                torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], dim=2),
+            ]  # each (o, i, 2, 3)
+            kernels = []
+            for a in (0, 1):
+                for b in (0, 1):
+                    r = rows[a]
+                    cols = (
+                        [r[..., 0], r[..., 1] + r[..., 2]]
+                        if b == 0
+                        else [r[..., 0] + r[..., 1], r[..., 2]]
+                    )
+                    kernels.append(torch.stack(cols, dim=-1))  # (o, i, 2, 2)
+            weight = torch.cat(kernels).contiguous(memory_format=torch.channels_last)
+            bias = self.conv1.folded_bias
+            self._phase = (weight, None if bias is None else bias.repeat(4))
+            self._phase_source = folded
+        return self._phase
+
     def forward(self, x: torch.Tensor, ws: torch.Tensor | None) -> torch.Tensor:
         residual = x if self.skip is None else self.skip(x)
         if self.conv1.is_folded:
@@ -176,7 +231,7 @@ class ModulatedResBlock(nn.Module):
             # passes over the activations fewer per convolution.
             x = F.leaky_relu(self.conv1(x), 0.2, inplace=True)
             x = F.leaky_relu(self.conv2(x), 0.2, inplace=True)
-            return x.add_(residual, alpha=1.0 / math.sqrt(2.0))
+            return x.add_(residual, alpha=_HALF)
         x = leaky_relu(self.conv1(x, ws[:, 0]))
         x = leaky_relu(self.conv2(x, ws[:, 1]))
         # 1/sqrt(2) keeps the variance of the sum equal to that of each branch.
