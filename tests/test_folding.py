@@ -126,7 +126,10 @@ def test_the_upscaler_folds_by_default_with_the_same_output(name):
     lq = torch.rand(1, 3, 40, 56)
     per_sample = Upscaler(model, device="cpu", fold_styles=False, channels_last=False)
     expected = per_sample.upscale(lq, prompt, seed=2, tile=32, batch_size=2)
-    folded = Upscaler(model, device="cpu")  # folded kernels, channels-last on the CPU
+    # What "auto" chooses on the CPU: fp32 (no bf16 units measured faster), folded kernels,
+    # channels-last, the torch backend; it must agree with the fp32 per-sample path.
+    folded = Upscaler(model, device="cpu")
+    assert folded.dtype == torch.float32 and folded.backend == "torch"
     assert folded.fold_styles and folded.channels_last
     got = folded.upscale(lq, prompt, seed=2, tile=32, batch_size=2)
     assert (got - expected).abs().max() <= 1e-5
