@@ -2,69 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import NoReturn
 
 import typer
 
+from upsampler.io.files import atomic_output, find_images
+from upsampler.io.formats import TRAINING_MAX_PIXELS
 from upsampler_cli.reporting import exit_on_failures
-
-#: Suffixes picked up when a folder is given (a file named explicitly is always tried).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-#: Decompression-bomb guard: larger images are refused (they would also need gigabytes as floats).
-MAX_IMAGE_PIXELS = 100_000_000
 
 
 class _InputError(Exception):
     """An input that cannot be degraded; reported, then skipped."""
 
 
-def _collect(inputs: list[Path], output: Path) -> list[Path]:
-    """Files as given; folders expanded (recursively, sorted) to their image files.
+def _load_rgb(path: Path, max_pixels: int):
+    """The upright 8-bit RGB image of a file, through the guarded decoder (decompression bombs,
+    truncated files); _InputError with the reason."""
+    from upsampler.io.images import ImageReadError, read_rgb
 
-    Files inside the output folder are skipped, so re-running into a subfolder of an input
-    folder does not degrade earlier outputs.
-    """
-    out_dir = output.resolve()
-    paths: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            for path in sorted(item.rglob("*")):
-                inside_output = (
-                    out_dir == path.resolve().parent or out_dir in path.resolve().parents
-                )
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not inside_output:
-                    paths.append(path)
-        else:
-            paths.append(item)  # a missing file is reported when it is read
-    return paths
-
-
-def _load_rgb(path: Path):
-    """Decode an image fully, guarded against decompression bombs and truncated files."""
-    from PIL import Image, ImageFile, ImageOps
-
-    if not path.is_file():
-        raise _InputError("no such file")
-    previous_limit, previous_truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = MAX_IMAGE_PIXELS, False
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between the limit and twice the limit: refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                return ImageOps.exif_transpose(image).convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _InputError(f"larger than {MAX_IMAGE_PIXELS:,} pixels: {error}") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # unreadable, truncated, corrupt
-        raise _InputError(f"cannot decode image: {error}") from error
-    finally:
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = previous_limit, previous_truncated
+        return read_rgb(path, max_pixels=max_pixels)
+    except ImageReadError as error:
+        raise _InputError(str(error).removeprefix(f"{path}: ")) from error
 
 
 def _center_crop(image, scale: int):
@@ -77,16 +37,8 @@ def _center_crop(image, scale: int):
 
 
 def _save_png(image, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".degrade-", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            image.save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_output(path) as temporary:
+        image.save(temporary, format="PNG")
 
 
 def _load_pipeline(preset: str, scale: int):
@@ -150,16 +102,25 @@ def degrade(
         False, "--sheet", help="Also write NAME_sheet.png: HQ | each LQ upscaled back (nearest)."
     ),
     device: str = typer.Option("cpu", "--device", help="Torch device to degrade on (cpu, cuda)."),
+    max_pixels: int = typer.Option(
+        TRAINING_MAX_PIXELS,
+        "--max-pixels",
+        min=1,
+        help="Refuse inputs with more pixels than this (decompression-bomb guard).",
+    ),
 ) -> None:
     """Degrade photos the way training will, to see what a model learns from.
 
-    Writes NAME_lq0.png, NAME_lq1.png, ... (--count of them) per input into OUTPUT.
+    Writes NAME_lq0.png, NAME_lq1.png, ... (--count of them) per input into OUTPUT, each
+    atomically.
 
     With --sheet also NAME_sheet.png: the HQ image beside each LQ upscaled back (nearest).
 
     An input whose width or height is not a multiple of --scale is center-cropped down to a multiple.
 
-    Unreadable or corrupt images are reported and skipped, and the exit code is then 1.
+    Folders are searched recursively for image files (hidden ones skipped, the output folder
+    too). Unreadable or corrupt images, and images over --max-pixels, are reported and skipped,
+    and the exit code is then 1.
     """
     import numpy as np
     import torch
@@ -179,7 +140,8 @@ def degrade(
         _usage_error(f"--output: {output} exists and is not a folder")
     output.mkdir(parents=True, exist_ok=True)
 
-    paths = _collect(inputs, output)
+    # Files as given (a missing one is reported when read); folders' images, never the outputs.
+    paths = find_images(inputs, recursive=True, exclude=output)
     if not paths:
         typer.secho("error: no images found in the inputs", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -190,7 +152,7 @@ def degrade(
     for index, path in enumerate(tqdm(paths, unit="image", desc="degrading")):
         stem = _unique_stem(path.stem, used_stems)
         try:
-            image = _center_crop(_load_rgb(path), scale)
+            image = _center_crop(_load_rgb(path, max_pixels), scale)
         except _InputError as error:
             failures.append((path, str(error)))
             continue

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import typer
@@ -150,14 +148,10 @@ def eval_command(
     )
     typer.echo(format_table(report, markdown=markdown))
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        # Atomic: a temporary file beside the target, then a rename.
-        descriptor, temporary = tempfile.mkstemp(dir=json_path.parent, suffix=".tmp")
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(report.to_dict(), handle, indent=2)
-            handle.write("\n")
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be read
-        os.replace(temporary, json_path)
+        from upsampler.io.files import atomic_output
+
+        with atomic_output(json_path) as temporary:
+            temporary.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         typer.echo(f"wrote {json_path}")
     # Scores over fewer images than asked for are not what was asked: exit 1, as upscale does.
     exit_on_failures(

@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import typer
 
+from upsampler.io.files import find_images
 from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
 from upsampler_cli.reporting import exit_on_failures
 
@@ -64,24 +65,17 @@ def _collect(
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """(file, path relative to the output folder) for every input image, plus missing inputs.
 
-    Folders give their image files (by suffix; other files are ignored), sorted, recursing
-    into subfolders with ``recursive``; anything inside the output folder is left out, so an
-    output folder inside an input folder is never read back as input.
+    Folders give their image files as :func:`~upsampler.io.files.find_images` finds them (by
+    suffix, hidden ones skipped, sorted), recursing into subfolders with ``recursive``; anything
+    inside the output folder is left out, so an output folder inside an input folder is never
+    read back as input.
     """
-    out_dir = output.resolve()
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
     for item in inputs:
         if item.is_dir():
-            pattern = "**/*" if recursive else "*"
-            for path in sorted(item.glob(pattern)):
-                if (
-                    path.is_file()
-                    and path.suffix.lower() in IMAGE_SUFFIXES
-                    and not path.name.startswith(".")
-                    and not _inside(path.resolve(), out_dir)
-                ):
-                    found.append((path, path.relative_to(item)))
+            for path in find_images(item, recursive=recursive, exclude=output):
+                found.append((path, path.relative_to(item)))
         elif item.exists():
             found.append((item, Path(item.name)))
         else:

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-import upsampler_cli.degrade as degrade_module
 from upsampler.degradations import DegradationPipeline
 from upsampler_cli.app import app
 
@@ -179,7 +178,7 @@ def test_degrade_rejects_bad_options(tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_degrade_guards_decoding_and_keeps_outputs_inside_the_folder(tmp_path, monkeypatch):
+def test_degrade_guards_decoding_and_keeps_outputs_inside_the_folder(tmp_path):
     good = tmp_path / "good.png"
     _photo(64, 64).save(good)
     truncated = tmp_path / "truncated.jpg"
@@ -200,10 +199,13 @@ def test_degrade_guards_decoding_and_keeps_outputs_inside_the_folder(tmp_path, m
     assert _files(out) == {"good_lq0.png"}, "no temporary files are left behind"
     assert _files(tmp_path) == {"good.png", "truncated.jpg", "tiny.png", "out"}
 
-    monkeypatch.setattr(degrade_module, "MAX_IMAGE_PIXELS", 1000)
-    result = runner.invoke(app, ["degrade", str(good), "-o", str(out)])
+    # The decompression-bomb guard: refused with the flag that raises it named, then allowed.
+    result = runner.invoke(app, ["degrade", str(good), "-o", str(out), "--max-pixels", "1000"])
     assert result.exit_code == 1
-    assert "larger than 1,000 pixels" in result.output
+    assert "4,096 pixels is over the limit of 1,000" in result.output
+    assert "--max-pixels" in result.output
+    result = runner.invoke(app, ["degrade", str(good), "-o", str(out), "--max-pixels", "4096"])
+    assert result.exit_code == 0, result.output
 
 
 def test_degrade_into_a_subfolder_of_the_input_folder_skips_earlier_outputs(tmp_path):

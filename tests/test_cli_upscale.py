@@ -182,6 +182,21 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
     assert not (tmp_path / "big" / "big").exists()
 
 
+def test_hidden_files_and_folders_are_not_inputs_and_max_pixels_is_named(tmp_path, model_dir):
+    (tmp_path / "in" / ".thumbnails").mkdir(parents=True)
+    Image.fromarray(pixels(8, 10, 3)).save(tmp_path / "in" / "a.png")  # 80 pixels
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "in" / ".thumbnails" / "a.png")
+    (tmp_path / "in" / "._a.png").write_bytes(b"macOS resource fork, not an image")
+    args = ["upscale", str(tmp_path / "in"), "-r", "--model", str(model_dir), "--no-progress"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "small"), "--max-pixels", "79"])
+    assert result.exit_code == 1
+    assert "80 pixels is over the limit of 79" in result.output
+    assert "--max-pixels" in result.output and "failed 1" in result.output
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "out"), "--max-pixels", "80"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["a.png"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
