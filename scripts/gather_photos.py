@@ -48,9 +48,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+from upsampler.io.files import atomic_output
+from upsampler.io.formats import IMAGE_SUFFIXES, TRAINING_MAX_PIXELS
+from upsampler.io.images import ImageReadError, read_rgb
+
 DOWNSCALE = 2
 VAL_CROP_SIZE = 256
 MIN_VAL_CROPS = 20  # what issue 6 asks of the held-out split
@@ -568,10 +571,10 @@ def unpack_deb(deb: Path, cache: Path) -> Path:
 def load_downscaled(path: Path, factor: int = DOWNSCALE) -> Image.Image:
     """RGB, EXIF orientation applied, downscaled ``factor``x with Lanczos (even crop first)."""
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    except OSError as error:
-        raise GatherError(f"cannot read image {path}: {error}") from error
+        image = read_rgb(path, max_pixels=TRAINING_MAX_PIXELS)
+    except ImageReadError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        raise GatherError(f"cannot read image {path}: {reason}") from error
     width, height = image.size[0] // factor, image.size[1] // factor
     if width < 1 or height < 1:
         raise GatherError(f"{path} is too small to downscale {factor}x: {image.size}")
@@ -586,13 +589,11 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write ``data`` unless ``path`` already holds exactly it. True when written."""
+    """Write ``data`` (atomically) unless ``path`` already holds exactly it. True when written."""
     if path.is_file() and path.read_bytes() == data:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(data)
     return True
 
 

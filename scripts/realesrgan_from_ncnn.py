@@ -422,7 +422,7 @@ def save(
     """
     from safetensors.numpy import save_file
 
-    from upsampler.io.images import atomic_output
+    from upsampler.io.files import atomic_output
 
     dtype = np.float16 if half else np.float32
     tensors = {key: np.ascontiguousarray(value, dtype=dtype) for key, value in state.items()}
@@ -485,6 +485,7 @@ def verify(path: Path, image_path: Path) -> dict[str, float | str]:
     from PIL import Image
     from safetensors.torch import load_file
 
+    from upsampler.io.images import read_rgb
     from upsampler.models.rrdbnet import RRDBNet
 
     torch.set_num_threads(1)
@@ -499,7 +500,7 @@ def verify(path: Path, image_path: Path) -> dict[str, float | str]:
     model.load_state_dict(upsampler_rrdbnet_keys(state), strict=True)
     model.eval()
 
-    hq_image = Image.open(image_path).convert("RGB")
+    hq_image = read_rgb(image_path)
     width, height = (size // 4 * 4 for size in hq_image.size)
     hq_image = hq_image.crop((0, 0, width, height))
     lq_image = hq_image.resize((width // 4, height // 4), Image.Resampling.BICUBIC)

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from upsampler.degradations import DegradationPipeline
 from upsampler.evaluation.evaluate import degradation_seed, list_images, load_hq
 from upsampler.evaluation.methods import interpolation_method, upscaler_method
+from upsampler.io.files import atomic_output
 from upsampler.io.tensors import to_pil_rgb
 
 LABEL_HEIGHT = 16
@@ -98,10 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     figure = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
     for index, row in enumerate(rows):
         figure.paste(row, (0, index * row.height))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    figure.save(tmp, format="PNG", optimize=True)
-    tmp.replace(args.output)
+    with atomic_output(args.output) as temporary:
+        figure.save(temporary, format="PNG", optimize=True)
     print(f"wrote {args.output} ({figure.width}x{figure.height}, {len(rows)} images)")
     return 0
 
