@@ -332,6 +332,11 @@ class OnnxUpsampler(nn.Module):
         return UpsamplerOutput(hq=_run(self.session, lq))
 
 
+def _delegated(name: str) -> property:
+    """A read-only property giving the wrapped model's attribute ``name``."""
+    return property(lambda self: getattr(self.model, name), doc=f"The wrapped model's {name}.")
+
+
 class OnnxRuntimeBackend(nn.Module):
     """A PyTorch model run by ONNX Runtime behind the engine's contract
     (``Upscaler(model, backend="onnxruntime")``).
@@ -347,29 +352,12 @@ class OnnxRuntimeBackend(nn.Module):
         self.model = model
         self._sessions: OrderedDict[str, Any] = OrderedDict()
 
-    @property
-    def scale(self) -> int:
-        return self.model.scale
-
-    @property
-    def size_multiple(self) -> int:
-        return self.model.size_multiple
-
-    @property
-    def min_size(self) -> int:
-        return self.model.min_size
-
-    @property
-    def text_conditioning(self) -> bool:
-        return self.model.text_conditioning
-
-    @property
-    def uses_styles(self) -> bool:
-        return self.model.uses_styles
-
-    @property
-    def input_noise_std(self) -> float:
-        return self.model.input_noise_std
+    scale = _delegated("scale")
+    size_multiple = _delegated("size_multiple")
+    min_size = _delegated("min_size")
+    text_conditioning = _delegated("text_conditioning")
+    uses_styles = _delegated("uses_styles")
+    input_noise_std = _delegated("input_noise_std")
 
     def supports_dtype(self, dtype: torch.dtype) -> bool:
         """float32 only: graphs are exported in it."""
