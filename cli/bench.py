@@ -163,7 +163,10 @@ def bench(
             f"on {os.cpu_count()} CPUs: anything else running makes the times meaningless."
         )
     if json_path is not None:
-        json_path.write_text(json.dumps(results, indent=2))
+        from upsampler.io.files import atomic_output
+
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
     if any("error" in r for r in results):
         raise typer.Exit(1)
 

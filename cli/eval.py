@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from upsampler.degradations.presets import PRESETS
+from upsampler.io.formats import DEFAULT_MAX_PIXELS
 from upsampler_cli.reporting import exit_on_failures
 
 
@@ -64,6 +65,12 @@ def eval_command(
     ),
     markdown: bool = typer.Option(False, "--markdown", help="Print the table as Markdown."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 or mps."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        help="Skip (and report) images larger than this many pixels: a guard against "
+        "decompression bombs; raise it for very large photos.",
+    ),
 ) -> None:
     """Score models beside bicubic and Lanczos: PSNR, SSIM, LPIPS and seconds per image.
 
@@ -134,6 +141,7 @@ def eval_command(
             lpips_weights_dir=lpips_dir,
             device=resolved,
             on_image=on_image,
+            max_pixels=max_pixels,
         )
     except (ValueError, OSError) as error:  # LPIPSWeightsNotFoundError is a FileNotFoundError
         bar.close()

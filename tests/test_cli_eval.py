@@ -247,3 +247,16 @@ def test_baseline_pickles_load_only_weights(data_dir, tmp_path):
     assert result.exit_code == 2
     assert "weights_only=True" in result.output
     assert not target.exists()
+
+
+def test_images_over_max_pixels_are_skipped_with_the_flag_named(real_weights, data_dir):
+    smallest = min(width * height for width, height in SIZES)
+    result = runner.invoke(
+        app,
+        ["eval", str(data_dir), "--degradation", "bicubic", "--device", "cpu",
+         "--max-pixels", str(smallest)],
+    )  # fmt: skip
+    # The smallest photo is read; the others and the broken file are skipped and reported.
+    assert result.exit_code == 1, result.output
+    assert "1 images" in result.output or "1 image" in result.output
+    assert result.output.count("--max-pixels") >= len(SIZES) - 1

@@ -252,10 +252,11 @@ def test_bench_worker_times_every_method():
         assert (report["parameters"] > 16_000_000) == (method == "rrdbnet")
         assert (report["flops"] is None) == (method == "bicubic")
         flops[method, path] = report["flops"]
-    # The same network on both paths; the folded one adds its kernel-recording input, 8x8
-    # here (two thirds of this 12x8 image, a vanishing share of a real one).
+    # The same network on both paths. The folded one runs its upsampling convolutions in
+    # sub-pixel form (4/9 of their work) and adds its kernel-recording input, 8x8 here (two
+    # thirds of this 12x8 image, a vanishing share of a real one).
     folded, per_sample = flops["gigagan", "default"], flops["gigagan", "per-sample"]
-    assert 1.5 * per_sample <= folded <= 1.8 * per_sample
+    assert 0.5 * per_sample < folded < 2 * per_sample and folded != per_sample
     assert flops["rrdbnet", None] > 10 * folded
 
 

@@ -34,6 +34,7 @@ import torch
 from upsampler.evaluation.methods import SRMethod
 from upsampler.evaluation.metrics import lpips_distance, psnr, ssim
 from upsampler.evaluation.report import EvaluationReport, ImageScore, MethodScores
+from upsampler.io.formats import DEFAULT_MAX_PIXELS
 
 __all__ = ["degradation_seed", "evaluate", "list_images", "load_hq"]
 
@@ -42,21 +43,17 @@ __all__ = ["degradation_seed", "evaluate", "list_images", "load_hq"]
 
 
 def list_images(data_dir: str | os.PathLike[str], limit: int | None = None) -> list[Path]:
-    """Image files under ``data_dir`` (recursive, sorted, hidden files skipped), at most ``limit``."""
-    from upsampler.io.images import IMAGE_SUFFIXES
+    """Image files under ``data_dir`` (recursive, sorted, hidden files skipped, as
+    :func:`upsampler.io.files.find_images` finds them), at most ``limit``."""
+    from upsampler.io.files import find_images
+    from upsampler.io.formats import IMAGE_SUFFIXES
 
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    paths = sorted(
-        path
-        for path in root.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    paths = find_images(root, recursive=True)
     if not paths:
         raise FileNotFoundError(
             f"no images in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -64,14 +61,17 @@ def list_images(data_dir: str | os.PathLike[str], limit: int | None = None) -> l
     return paths[:limit] if limit is not None else paths
 
 
-def load_hq(path: str | os.PathLike[str], scale: int) -> torch.Tensor:
+def load_hq(
+    path: str | os.PathLike[str], scale: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """An image file as (1, 3, H, W) float32 in [0, 1], H and W cropped to multiples of ``scale``.
 
-    Grey images are repeated to RGB; alpha is dropped. ``ImageReadError`` for a bad file.
+    Grey images are repeated to RGB; alpha is dropped. ``ImageReadError`` for a bad file,
+    ``ImageTooLargeError`` over ``max_pixels``.
     """
     from upsampler.io.images import read_image
 
-    pixels = read_image(path).pixels  # (H, W, C) float32, upright
+    pixels = read_image(path, max_pixels=max_pixels).pixels  # (H, W, C) float32, upright
     rgb = pixels[..., :1].repeat(3, axis=2) if pixels.shape[2] in (1, 2) else pixels[..., :3]
     height = rgb.shape[0] - rgb.shape[0] % scale
     width = rgb.shape[1] - rgb.shape[1] % scale
@@ -120,6 +120,7 @@ def evaluate(
     lpips_weights_dir: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     on_image: Callable[[int, int, str], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvaluationReport:
     """Score ``methods`` on the images in ``data_dir`` degraded with preset ``degradation``.
 
@@ -128,6 +129,7 @@ def evaluate(
     not prepared). Unreadable or too-small images are skipped and listed in
     ``report.skipped``; a method whose output has the wrong size raises ``ValueError``.
     ``on_image(index, total, name)`` is called after each image, skipped ones included.
+    Images over ``max_pixels`` are skipped like unreadable ones.
     """
     from upsampler.degradations import DegradationPipeline
     from upsampler.inference.devices import resolve_device
@@ -154,7 +156,7 @@ def evaluate(
     for index, path in enumerate(paths):
         name = path.relative_to(root).as_posix()
         try:
-            hq = load_hq(path, scale)
+            hq = load_hq(path, scale, max_pixels=max_pixels)
             if min(hq.shape[-2:]) < min_side:
                 raise ValueError(
                     f"{hq.shape[-2]}x{hq.shape[-1]} after cropping to a multiple of {scale} is "

@@ -225,7 +225,7 @@ def export_onnx(
             with torch.no_grad():
                 expected = _Frozen(model, ws, text, add_input=True)(lq)
 
-    from upsampler.io.images import atomic_output
+    from upsampler.io.files import atomic_output
 
     path = Path(path).expanduser()
     with atomic_output(path) as temporary:

@@ -42,11 +42,12 @@ import pickle
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from upsampler.io.files import atomic_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -500,20 +501,14 @@ def _sha256_file(path: Path) -> str:
 def _save_atomically(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    # Write beside the target and rename, so an interrupted run never leaves a half file that
-    # load_lpips would take for real weights.
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
+    # Atomic, so an interrupted run never leaves a half file that load_lpips would take for
+    # real weights; 0644 under the usual umask, since the cache may be shared.
+    with atomic_output(path) as temporary:
         # One metadata key: safetensors stores metadata as a hash map, so several keys would
         # come out in a different order (and the file with a different hash) on every run.
         save_file(
             state, str(temporary), metadata={"provenance": json.dumps(metadata, sort_keys=True)}
         )
-        temporary.chmod(0o644)  # NamedTemporaryFile creates 0600; the cache may be shared
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def prepare_lpips_weights(
@@ -571,7 +566,6 @@ def prepare_lpips_weights(
             _save_atomically(state, path, {**metadata, "layout": layout})
             written.append(path)
             manifest[path.name] = {**metadata, "layout": layout, "sha256": _sha256_file(path)}
-    temporary_manifest = manifest_path.with_suffix(".json.tmp")
-    temporary_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary_manifest, manifest_path)
+    with atomic_output(manifest_path) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return PreparedWeights(weights_dir=weights_dir, files=tuple(written), nets=nets)

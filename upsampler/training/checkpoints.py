@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from upsampler.io.files import (
+    atomic_output,
     check_output_folder,
     set_file_modes,
     short_list,
@@ -234,11 +235,6 @@ def export_release(
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a small text file atomically (a temporary file beside it, renamed over it)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    """Write a small text file atomically (:func:`upsampler.io.files.atomic_output`)."""
+    with atomic_output(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

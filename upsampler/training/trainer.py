@@ -33,6 +33,7 @@ from safetensors import SafetensorError
 
 from upsampler.data import StepBatchSampler, collate
 from upsampler.degradations import DegradationPipeline, PairPool
+from upsampler.io.files import atomic_output
 from upsampler.io.tensors import to_uint8
 from upsampler.losses.gan import (
     discriminator_loss,
@@ -258,9 +259,10 @@ class Trainer:
         path = Path(self.recipe.text.cache)
         captions = list(self._text_cache)
         rows = TextEmbeddings.cat([self._text_cache[c] for c in captions]).to("cpu")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with self._stop_on_write_error(f"write the text cache {path}", cleanup=tmp):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            self._stop_on_write_error(f"write the text cache {path}"),
+            atomic_output(path) as tmp,
+        ):
             save_file(
                 {
                     "tokens": rows.tokens.contiguous(),
@@ -270,7 +272,6 @@ class Trainer:
                 str(tmp),
                 metadata={"captions": json.dumps(captions)},
             )
-            tmp.replace(path)
 
     def _resume(self) -> None:
         checkpoint = checkpoints.latest_checkpoint(self.run_dir)
@@ -417,7 +418,8 @@ class Trainer:
             with self._stop_on_write_error(f"write {self.run_dir / 'recipe.toml'}"):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 checkpoints.write_run_file(self.run_dir, self.run_id)
-                (self.run_dir / "recipe.toml").write_text(recipe.dumps())
+                with atomic_output(self.run_dir / "recipe.toml") as tmp:
+                    tmp.write_text(recipe.dumps())
         self.accelerator.wait_for_everyone()
         self.generator.train()
         self.discriminator.train()
@@ -695,11 +697,8 @@ class Trainer:
         pixels = to_uint8(rows)
         folder = self.run_dir / "samples"
         path = folder / f"step-{self.step:08d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with self._stop_on_write_error(f"write the sample {path}", cleanup=tmp):
-            folder.mkdir(parents=True, exist_ok=True)
+        with self._stop_on_write_error(f"write the sample {path}"), atomic_output(path) as tmp:
             Image.fromarray(pixels).save(tmp, format="PNG")
-            tmp.replace(path)
         return path
 
     def save_checkpoint(self) -> Path:
