@@ -29,9 +29,15 @@ METHODS = ("bicubic", "gigagan", "rrdbnet", "conv-peak")
 # the CPU), the per-sample path as it ran before folding (fp32 NCHW, 96 px tiles on the CPU),
 # and ONNX Runtime (needs upsampler[onnx]).
 PATHS = ("default", "per-sample", "onnxruntime")
-# The machine's convolution peak: a 64 -> 64 3x3 convolution over 1 x 64 x 256 x 256,
-# channels-last float32 (the shape of RRDBNet's and the student's trunk).
-PEAK_SHAPE = (1, 64, 256, 256)
+# The machine's convolution peak: the fastest (in GFLOP/s) of plain C -> C 3x3 convolutions
+# over one C x side x side map, in both memory layouts (the shapes of RRDBNet's and the
+# student's trunks and of nano's inner levels); the timed runs repeat the fastest.
+PEAK_CONFIGS = [
+    (channels, side, layout)
+    for channels in (64, 128)
+    for side in (64, 128, 256)
+    for layout in ("NCHW", "channels-last")
+]
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -78,8 +84,8 @@ def bench(
     methods: str = typer.Option(
         ",".join(METHODS),
         "--methods",
-        help=f"Comma-separated, from {', '.join(METHODS)} (conv-peak: one large plain "
-        "convolution, the machine's achievable GFLOP/s).",
+        help=f"Comma-separated, from {', '.join(METHODS)} (conv-peak: the fastest of a few "
+        "plain 3x3 convolutions, the machine's achievable GFLOP/s).",
     ),
     paths: str = typer.Option(
         "default",
@@ -182,7 +188,7 @@ def _row(result: dict) -> str:
     """One table row: a measurement, or the reason it failed."""
     label = _label(result)
     if result["method"] == "conv-peak":
-        size_in = size_out = "x".join(str(side) for side in PEAK_SHAPE[1:])
+        size_in = size_out = result.get("config", "")
     else:
         size_in = f"{result['width']}x{result['height']}"
         size_out = f"{4 * result['width']}x{4 * result['height']}"
@@ -274,20 +280,34 @@ def _worker(spec: dict) -> dict:
     lq = torch.rand(1, 3, spec["height"], spec["width"])
     parameters = 0
     count_run = None  # what the work is counted on, when not run itself
+    peak_config = None
     if spec["method"] == "bicubic":
 
         def run() -> torch.Tensor:
             return F.interpolate(lq, scale_factor=4, mode="bicubic").clamp(0, 1)
 
     elif spec["method"] == "conv-peak":
-        x = torch.rand(*PEAK_SHAPE, device=device, dtype=dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
-        weight = torch.rand(PEAK_SHAPE[1], PEAK_SHAPE[1], 3, 3, device=device, dtype=dtype)
-        weight = weight.contiguous(memory_format=torch.channels_last)
+        best = None
+        for channels, side, layout in PEAK_CONFIGS:
+            x = torch.rand(1, channels, side, side, device=device, dtype=dtype)
+            weight = torch.rand(channels, channels, 3, 3, device=device, dtype=dtype)
+            if layout == "channels-last":
+                x = x.contiguous(memory_format=torch.channels_last)
+                weight = weight.contiguous(memory_format=torch.channels_last)
 
-        def run() -> torch.Tensor:
-            with torch.inference_mode():
-                return F.conv2d(x, weight, padding=1)
+            def attempt(x: torch.Tensor = x, weight: torch.Tensor = weight) -> torch.Tensor:
+                with torch.inference_mode():
+                    return F.conv2d(x, weight, padding=1)
+
+            attempt()
+            rates = []
+            for _ in range(3):
+                start = time.perf_counter()
+                attempt()
+                rates.append(2 * channels**2 * 9 * side**2 / (time.perf_counter() - start))
+            if best is None or max(rates) > best[0]:
+                best = (max(rates), attempt, f"{channels}x{side}x{side} {layout}")
+        _, run, peak_config = best
 
     elif spec["method"] == "gigagan":
         model = GigaGANUpsampler.from_preset(spec["preset"], scale=4)
@@ -362,6 +382,7 @@ def _worker(spec: dict) -> dict:
             (count_run or run)()
         flops = counter.get_total_flops()
     return dict(
+        config=peak_config if spec["method"] == "conv-peak" else None,
         seconds=seconds,
         flops=flops,
         parameters=parameters,

@@ -258,6 +258,10 @@ def test_bench_worker_times_every_method():
     folded, per_sample = flops["gigagan", "default"], flops["gigagan", "per-sample"]
     assert 0.5 * per_sample < folded < 2 * per_sample and folded != per_sample
     assert flops["rrdbnet", None] > 10 * folded
+    spec = dict(method="conv-peak", preset=None, path=None, width=0, height=0, device="cpu")
+    peak = _worker({**spec, "dtype": "fp32", "repeats": 2, "warmup": False, "tile": None})
+    channels, side = (int(n) for n in peak["config"].split()[0].split("x")[:2])
+    assert peak["flops"] == 2 * channels**2 * 9 * side**2 and len(peak["seconds"]) == 2
 
 
 @pytest.mark.slow
