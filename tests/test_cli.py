@@ -37,9 +37,14 @@ SUBCOMMANDS = {
             "--seed",
             "--format",
             "--overwrite",
+            "--backend",
+            "--max-pixels",
         ],
     ),
-    "bench": ("Time GigaGAN presets", ["--presets", "--sizes", "--methods", "--device", "--json"]),
+    "bench": (
+        "Time GigaGAN presets",
+        ["--presets", "--sizes", "--methods", "--paths", "--device", "--json"],
+    ),
     "degrade": (
         "Degrade photos",
         ["--output", "--preset", "--scale", "--seed", "--count", "--sheet"],
@@ -50,10 +55,14 @@ SUBCOMMANDS = {
     ),
     "train": ("Train an upsampler from a recipe", ["--resume", "--set", "--output-dir"]),
     "export": ("Write a slim release", ["--output", "--fp16", "--overwrite"]),
+    "export-onnx": (
+        "Write MODEL, with one style",
+        ["--output", "--seed", "--truncation", "--prompt", "--overwrite", "--verify"],
+    ),
     "prepare-lpips": ("Prepare real LPIPS weights", ["--source", "--output", "--if-missing"]),
     "eval": (
         "Score models beside bicubic",
-        ["--model", "--baseline", "--degradation", "--scale", "--seed", "--json"],
+        ["--model", "--baseline", "--degradation", "--scale", "--seed", "--json", "--max-pixels"],
     ),
     "models": ("List the built-in models", []),
     "info": ("Print what a model is", ["--revision"]),
