@@ -236,7 +236,18 @@ def export_onnx(
     return OnnxExport(path=path, bytes=len(graph), max_difference=difference)
 
 
-class OnnxUpsampler(nn.Module):
+class _GraphModel(nn.Module):
+    """What both ways of running ONNX graphs share: float32 only (graphs are exported in it),
+    and the bicubic residual inside the graph, so the engine adds none."""
+
+    def supports_dtype(self, dtype: torch.dtype) -> bool:
+        return dtype == torch.float32
+
+    def interpolated_input(self, lq: torch.Tensor, size: tuple[int, int]) -> None:
+        return None
+
+
+class OnnxUpsampler(_GraphModel):
     """An exported graph (:func:`export_onnx`) run by ONNX Runtime, as a model of the engine's
     contract: ``Upscaler.from_pretrained("model.onnx")`` tiles it like any other model.
 
@@ -299,10 +310,6 @@ class OnnxUpsampler(nn.Module):
     def input_noise_std(self) -> float:
         return float(self.metadata.get("input_noise_std", "0"))
 
-    def supports_dtype(self, dtype: torch.dtype) -> bool:
-        """float32 only: the graph was exported in it."""
-        return dtype == torch.float32
-
     def activation_elements(self, tile: int) -> float:
         return float(self.metadata["activation_elements_per_pixel"]) * tile * tile
 
@@ -313,10 +320,6 @@ class OnnxUpsampler(nn.Module):
         generator: torch.Generator,
         truncation_psi: float = 1.0,
     ) -> None:
-        return None
-
-    def interpolated_input(self, lq: torch.Tensor, size: tuple[int, int]) -> None:
-        """None: the graph's output holds the residual already."""
         return None
 
     def forward(
@@ -337,7 +340,7 @@ def _delegated(name: str) -> property:
     return property(lambda self: getattr(self.model, name), doc=f"The wrapped model's {name}.")
 
 
-class OnnxRuntimeBackend(nn.Module):
+class OnnxRuntimeBackend(_GraphModel):
     """A PyTorch model run by ONNX Runtime behind the engine's contract
     (``Upscaler(model, backend="onnxruntime")``).
 
@@ -350,6 +353,7 @@ class OnnxRuntimeBackend(nn.Module):
         super().__init__()
         require_onnxruntime()
         self.model = model
+        self._convs = style_convs(model)  # looked up once, not on every tile
         self._sessions: OrderedDict[str, Any] = OrderedDict()
 
     scale = _delegated("scale")
@@ -358,10 +362,6 @@ class OnnxRuntimeBackend(nn.Module):
     text_conditioning = _delegated("text_conditioning")
     uses_styles = _delegated("uses_styles")
     input_noise_std = _delegated("input_noise_std")
-
-    def supports_dtype(self, dtype: torch.dtype) -> bool:
-        """float32 only: graphs are exported in it."""
-        return dtype == torch.float32
 
     def activation_elements(self, tile: int) -> float:
         return self.model.activation_elements(tile)
@@ -375,10 +375,6 @@ class OnnxRuntimeBackend(nn.Module):
     ) -> torch.Tensor | None:
         return self.model.image_styles(text, generator=generator, truncation_psi=truncation_psi)
 
-    def interpolated_input(self, lq: torch.Tensor, size: tuple[int, int]) -> None:
-        """None: the graphs' outputs hold the residual already."""
-        return None
-
     def forward(
         self,
         lq: torch.Tensor,
@@ -387,7 +383,7 @@ class OnnxRuntimeBackend(nn.Module):
         ws: torch.Tensor | None = None,
         add_input: bool = True,
     ) -> UpsamplerOutput:
-        convs = style_convs(self.model)
+        convs = self._convs
         if self.model.uses_styles and not (convs and all(conv.is_folded for conv in convs)):
             # The folding probe (recording the kernels), or a model called outside the engine.
             return self.model(lq, text, ws=ws, add_input=add_input)
@@ -404,11 +400,11 @@ class OnnxRuntimeBackend(nn.Module):
 
 
 def _style_key(ws: torch.Tensor | None, text: TextEmbeddings | None) -> str:
+    """A digest of one image's styles and prompt: equal for equal graphs."""
+    parts = [] if ws is None else [ws]
+    if text is not None:
+        parts += [text.tokens, text.pooled, text.mask]
     digest = hashlib.sha256()
-    for tensor in (
-        () if ws is None else (ws,),
-        () if text is None else (text.tokens, text.pooled, text.mask),
-    ):
-        for part in tensor:
-            digest.update(part.detach().to("cpu").contiguous().numpy().tobytes())
+    for part in parts:
+        digest.update(part.detach().to("cpu").contiguous().numpy().tobytes())
     return digest.hexdigest()
