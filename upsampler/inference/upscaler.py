@@ -64,6 +64,18 @@ MIN_ALPHA = 1 / 1024
 ImageInput = Image.Image | np.ndarray | torch.Tensor
 
 
+@dataclass(frozen=True)
+class _Style:
+    """One image's (or clip's) styles: ``ws`` (1, ...) or None, its text, the seed they came
+    from, and the seed generator's state after z (where AuraSR's input noise is drawn)."""
+
+    ws: torch.Tensor | None
+    text: TextEmbeddings | None
+    seed: int
+    truncation_psi: float
+    after_z: torch.Tensor
+
+
 class NonFiniteOutputError(ValueError):
     """The model's output held NaN or Inf values, even in float32: nothing was written for it."""
 
@@ -296,6 +308,133 @@ class Upscaler:
             jobs.extend(item_jobs)
             rebuilders.append((len(item_jobs), rebuild))
         text = self._text_embeddings(prompt, len(jobs))
+        passes, factor, batch_size, tile_overlap = self._options(
+            outscale, tile, tile_overlap, batch_size
+        )
+
+        results = []
+        with torch.inference_mode():
+            for index, (rgb, alpha) in enumerate(jobs):
+                image_text = None if text is None else text.index([index if len(text) > 1 else 0])
+
+                def report(done: int, total: int, pass_index: int, index: int = index) -> None:
+                    if progress is not None:
+                        progress(UpscaleProgress(index, len(jobs), pass_index, passes, done, total))
+
+                with self._image_style(image_text, seed, truncation_psi) as style:
+                    results.append(
+                        self._upscale_job(
+                            rgb,
+                            alpha,
+                            style,
+                            passes=passes,
+                            factor=factor,
+                            tile=tile,
+                            overlap=tile_overlap,
+                            batch_size=batch_size,
+                            on_tiles=report,
+                        )
+                    )
+
+        outputs, start = [], 0
+        for count, rebuild in rebuilders:
+            outputs.append(rebuild(results[start : start + count]))
+            start += count
+        return outputs[0] if single else outputs
+
+    @contextlib.contextmanager
+    def clip(
+        self,
+        prompt: str | TextEmbeddings | None = None,
+        *,
+        seed: int = 0,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        batch_size: int | None = None,
+        outscale: float | None = None,
+        truncation_psi: float = 1.0,
+        progress: Callable[[UpscaleProgress], None] | None = None,
+    ) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """One style for many frames: yields ``upscale_frame(array) -> array``.
+
+        The frames of a clip (a video, an animated image) share one ``z`` and one set of
+        styles, drawn once from ``seed``, and the kernels folded from them are computed once
+        for the whole clip: the texture the model invents does not re-roll from frame to frame
+        (temporal stability), and no frame pays for the styles again. Each frame is upscaled
+        exactly as :meth:`upscale` upscales a NumPy array (same arguments, same output for the
+        first frame); ``progress`` reports its tiles with ``image`` 0 of 1.
+
+            with upscaler.clip(seed=7) as upscale_frame:
+                for frame in frames:               # (H, W, C) uint8/uint16/float arrays
+                    write(upscale_frame(frame))
+        """
+        text = self._text_embeddings(prompt, 1)
+        passes, factor, batch_size, tile_overlap = self._options(
+            outscale, tile, tile_overlap, batch_size
+        )
+
+        def report(done: int, total: int, pass_index: int) -> None:
+            if progress is not None:
+                progress(UpscaleProgress(0, 1, pass_index, passes, done, total))
+
+        with contextlib.ExitStack() as stack:
+            with torch.inference_mode():  # the folded kernels are made as upscale() makes them
+                style = stack.enter_context(self._image_style(text, seed, truncation_psi))
+
+            def upscale_frame(frame: np.ndarray) -> np.ndarray:
+                if frame.ndim not in (2, 3) or (
+                    frame.ndim == 3 and frame.shape[2] not in (1, 2, 3, 4)
+                ):
+                    raise ValueError(f"frames must be (H, W) or (H, W, 1|2|3|4), got {frame.shape}")
+                pixels = array_to_pixels(frame)
+                rgb, alpha = split_channels(pixels)
+                with torch.inference_mode():
+                    rgb, alpha = self._upscale_job(
+                        rgb,
+                        alpha,
+                        style,
+                        passes=passes,
+                        factor=factor,
+                        tile=tile,
+                        overlap=tile_overlap,
+                        batch_size=batch_size,
+                        on_tiles=report,
+                    )
+                return pixels_to_array(merge_channels(rgb, alpha, pixels.shape[2]), like=frame)
+
+            yield upscale_frame
+
+    def upscale_video(
+        self,
+        source: str | os.PathLike,
+        target: str | os.PathLike,
+        prompt: str | TextEmbeddings | None = None,
+        **options: Any,
+    ) -> Any:
+        """Upscale a video file (or an animated GIF/WebP/PNG) into ``target``, streamed and
+        resumable, with one style for the whole clip; audio, subtitles and metadata copied.
+
+        See :func:`upsampler.inference.video.upscale_video` for the options (``seed``,
+        ``outscale``, ``codec``, ``crf``, ``pix_fmt``, ``fps``, ``segment_seconds``,
+        ``progress``, ...) and docs/video.md. Returns its :class:`VideoResult`.
+        """
+        from upsampler.inference.video import upscale_video
+
+        return upscale_video(self, source, target, prompt=prompt, **options)
+
+    def output_size(self, height: int, width: int, outscale: float | None) -> tuple[int, int]:
+        """(height, width) of the output of an ``height x width`` input at ``outscale``."""
+        factor = outscale if outscale is not None else self.scale
+        return round(height * factor), round(width * factor)
+
+    def _options(
+        self,
+        outscale: float | None,
+        tile: int | None,
+        tile_overlap: int | None,
+        batch_size: int | None,
+    ) -> tuple[int, float, int, int]:
+        """Checked (passes, factor, batch_size, tile_overlap) for :meth:`upscale` and :meth:`clip`."""
         passes = self.passes(outscale)
         factor = outscale if outscale is not None else self.scale
         if batch_size is None:
@@ -311,56 +450,68 @@ class Upscaler:
         elif tile_overlap < 0 or (tile is not None and tile_overlap > tile // 2):
             limit = "" if tile is None else f" (at most {tile // 2} for tile {tile})"
             raise ValueError(f"tile_overlap must be in [0, tile / 2]{limit}, got {tile_overlap}")
+        return passes, factor, batch_size, tile_overlap
 
-        results = []
-        with torch.inference_mode():
-            for index, (rgb, alpha) in enumerate(jobs):
-                out_size = (round(rgb.shape[-2] * factor), round(rgb.shape[-1] * factor))
-                if min(out_size) < 1:
-                    raise ValueError(
-                        f"outscale {factor} turns {tuple(rgb.shape[-2:])} into nothing"
-                    )
-                image_text = None if text is None else text.index([index if len(text) > 1 else 0])
-                # Premultiplied: the colour under transparent pixels (often arbitrary, e.g. a
-                # matte left by the editor) must not reach the model, which would spread it
-                # into the visible edge as a fringe.
-                hq = rgb if alpha is None else rgb * alpha
-                for pass_index in range(passes):
+    @contextlib.contextmanager
+    def _image_style(
+        self, text: TextEmbeddings | None, seed: int, truncation_psi: float
+    ) -> Iterator[_Style]:
+        """The styles of one image (or one clip) from ``seed``, folded into the model's kernels
+        for the duration when ``fold_styles`` is on."""
+        generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
+        ws = self._styles(text, generator, truncation_psi)
+        style = _Style(ws, text, seed, truncation_psi, generator.get_state())
+        folding = (
+            folded_styles(self.model, ws, text, channels_last=self.channels_last)
+            if self.fold_styles
+            else contextlib.nullcontext()
+        )
+        with folding:
+            yield style
 
-                    def report(
-                        done: int, total: int, index: int = index, pass_index: int = pass_index
-                    ) -> None:
-                        if progress is not None:
-                            progress(
-                                UpscaleProgress(index, len(jobs), pass_index, passes, done, total)
-                            )
-
-                    hq = self._upscale_rgb(
-                        hq.clamp(0.0, 1.0),
-                        image_text,
-                        seed=seed,
-                        tile=tile,
-                        overlap=tile_overlap,
-                        batch_size=batch_size,
-                        truncation_psi=truncation_psi,
-                        on_tiles=report,
-                    )
-                # Clamped before the resize, as between passes: the resize acts on the image
-                # the passes made, so outscale 8 is outscale 16 reduced by half. (Resizing the
-                # unclamped output let overshoot leak into neighbours: 4/255 on a tiny model.)
-                hq = hq.clamp(0.0, 1.0)
-                if tuple(hq.shape[-2:]) != out_size:
-                    hq = _resize(hq, out_size).clamp(0.0, 1.0)
-                if alpha is not None:
-                    alpha = _resize(alpha, out_size).clamp(0.0, 1.0)
-                    hq = _unpremultiply(hq, alpha)
-                results.append((hq, alpha))
-
-        outputs, start = [], 0
-        for count, rebuild in rebuilders:
-            outputs.append(rebuild(results[start : start + count]))
-            start += count
-        return outputs[0] if single else outputs
+    def _upscale_job(
+        self,
+        rgb: torch.Tensor,
+        alpha: torch.Tensor | None,
+        style: _Style,
+        *,
+        passes: int,
+        factor: float,
+        tile: int | None,
+        overlap: int,
+        batch_size: int,
+        on_tiles: Callable[[int, int, int], None],
+    ) -> Job:
+        """One image (rgb (1, 3, H, W), alpha (1, 1, H, W) or None) through every pass and the
+        final resize, at the given style: (rgb, alpha) at ``factor`` times the size."""
+        out_size = (round(rgb.shape[-2] * factor), round(rgb.shape[-1] * factor))
+        if min(out_size) < 1:
+            raise ValueError(f"outscale {factor} turns {tuple(rgb.shape[-2:])} into nothing")
+        # Premultiplied: the colour under transparent pixels (often arbitrary, e.g. a matte
+        # left by the editor) must not reach the model, which would spread it into the
+        # visible edge as a fringe.
+        hq = rgb if alpha is None else rgb * alpha
+        for pass_index in range(passes):
+            hq = self._upscale_rgb(
+                hq.clamp(0.0, 1.0),
+                style,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                on_tiles=lambda done, total, pass_index=pass_index: on_tiles(
+                    done, total, pass_index
+                ),
+            )
+        # Clamped before the resize, as between passes: the resize acts on the image the
+        # passes made, so outscale 8 is outscale 16 reduced by half. (Resizing the unclamped
+        # output let overshoot leak into neighbours: 4/255 on a tiny model.)
+        hq = hq.clamp(0.0, 1.0)
+        if tuple(hq.shape[-2:]) != out_size:
+            hq = _resize(hq, out_size).clamp(0.0, 1.0)
+        if alpha is not None:
+            alpha = _resize(alpha, out_size).clamp(0.0, 1.0)
+            hq = _unpremultiply(hq, alpha)
+        return hq, alpha
 
     def passes(self, outscale: float | None) -> int:
         """How many times :meth:`upscale` runs the model to reach ``outscale`` (default: scale)."""
@@ -403,13 +554,11 @@ class Upscaler:
     def _upscale_rgb(
         self,
         lq: torch.Tensor,
-        text: TextEmbeddings | None,
+        style: _Style,
         *,
-        seed: int,
         tile: int | None,
         overlap: int,
         batch_size: int,
-        truncation_psi: float,
         on_tiles: Callable[[int, int], None],
     ) -> torch.Tensor:
         """One model pass over (1, 3, H, W) on the CPU -> (1, 3, scale*H, scale*W) float32 CPU.
@@ -419,13 +568,15 @@ class Upscaler:
         in bf16/fp16. A tile batch whose output is not finite is run again in float32; if it is
         still not finite, :class:`NonFiniteOutputError`.
         """
-        generator = torch.Generator().manual_seed(seed)  # CPU: the same z on every device
-        ws = self._styles(text, generator, truncation_psi)
+        ws, text, seed, truncation_psi = style.ws, style.text, style.seed, style.truncation_psi
         noise_std = self.model.input_noise_std
         if noise_std:
             # AuraSR perturbs its input with Gaussian noise (a training augmentation its
             # reference keeps at inference). Drawn once for the whole image, after z, from the
-            # image's seed: overlapping tiles see the same pixels, and the seed fixes the output.
+            # image's seed: overlapping tiles see the same pixels, and the seed fixes the output
+            # (every frame of a clip gets the same noise, as it gets the same z).
+            generator = torch.Generator()
+            generator.set_state(style.after_z)
             noise = torch.randn(lq.shape, generator=generator)
             lq = (lq + noise_std * noise).clamp(0.0, 1.0)
         device_text = None if text is None else text.to(self.device)  # the model casts it
@@ -465,12 +616,6 @@ class Upscaler:
             hq = detail.float() if base is None else base + detail.float()
             return hq.cpu()
 
-        folding = (
-            folded_styles(self.model, ws, text, channels_last=self.channels_last)
-            if self.fold_styles
-            else contextlib.nullcontext()
-        )
-
         def attempt(tile: int, batch_size: int) -> torch.Tensor:
             nonlocal plan, tiles_done
             plan = plan_tiles(
@@ -486,14 +631,13 @@ class Upscaler:
             tiles_done = 0
             return tiled_apply(lq, forward, plan, batch_size=batch_size, on_tiles=on_tiles)
 
-        with folding:
-            return memory.with_memory_backoff(
-                attempt,
-                tile=tile,
-                batch_size=batch_size,
-                size_multiple=self.size_multiple,
-                device=self.device,
-            )
+        return memory.with_memory_backoff(
+            attempt,
+            tile=tile,
+            batch_size=batch_size,
+            size_multiple=self.size_multiple,
+            device=self.device,
+        )
 
     def _network(
         self,

@@ -61,30 +61,39 @@ def find_images(
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    skipped = Path(exclude).resolve() if exclude is not None else None
     found: list[Path] = []
     for item in map(Path, paths):
         if not item.is_dir():
             found.append(item)
             continue
-        files: list[Path] = []
-        for root, folders, names in os.walk(item):
-            # Pruned in place: os.walk then does not descend into them. Links to folders are
-            # listed among ``folders`` and never followed (followlinks is off).
-            folders[:] = [name for name in folders if not name.startswith(".")]
-            if not recursive:
-                folders.clear()
-            files += [
-                Path(root, name)
-                for name in names
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
-            ]
-        found += sorted(
+        found += [
             path
-            for path in files
-            if path.is_file() and (skipped is None or not _inside(path.resolve(), skipped))
-        )
+            for path in list_files(item, recursive=recursive, exclude=exclude)
+            if path.suffix.lower() in IMAGE_SUFFIXES
+        ]
     return found
+
+
+def list_files(
+    folder: str | os.PathLike, *, recursive: bool, exclude: str | os.PathLike | None = None
+) -> list[Path]:
+    """Every file of ``folder`` (and its subfolders with ``recursive``), sorted by path, as
+    :func:`find_images` walks it: hidden names skipped, links to folders not descended into,
+    links to files taken, nothing inside ``exclude``."""
+    skipped = Path(exclude).resolve() if exclude is not None else None
+    files: list[Path] = []
+    for root, folders, names in os.walk(folder):
+        # Pruned in place: os.walk then does not descend into them. Links to folders are
+        # listed among ``folders`` and never followed (followlinks is off).
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        if not recursive:
+            folders.clear()
+        files += [Path(root, name) for name in names if not name.startswith(".")]
+    return sorted(
+        path
+        for path in files
+        if path.is_file() and (skipped is None or not _inside(path.resolve(), skipped))
+    )
 
 
 def _inside(path: Path, folder: Path) -> bool:

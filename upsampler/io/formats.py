@@ -3,7 +3,14 @@ command line can show them in its help without loading NumPy or Pillow."""
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "TRAINING_MAX_PIXELS", "WRITE_FORMATS"]
+__all__ = [
+    "ANIMATION_SUFFIXES",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "TRAINING_MAX_PIXELS",
+    "VIDEO_SUFFIXES",
+    "WRITE_FORMATS",
+]
 
 # The pixel limit of every image file read (upsampler.io.images.read_image): larger files are
 # refused before their pixels are decoded, the decompression-bomb guard. Every command that
@@ -34,3 +41,12 @@ WRITE_FORMATS: dict[str, str] = {
     "TIFF": ".tif",
     "BMP": ".bmp",
 }
+# Suffixes of image files that may hold an animation (GIF, WebP, APNG): upscaled as one
+# (upsampler.io.animation) when they have more than one frame.
+ANIMATION_SUFFIXES = (".gif", ".webp", ".png", ".apng")
+# Video files a folder gives whatever their content says (so a broken one is reported, not
+# skipped); files with other suffixes are taken as videos only when FFmpeg probes them as one.
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+    ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".nut", ".mxf",
+)  # fmt: skip
