@@ -82,6 +82,10 @@ def _register() -> None:
     app.command("models")(models)
     app.command("info")(info)
 
+    from upsampler_cli.serve import serve
+
+    app.command("serve")(serve)
+
     from upsampler_cli.convert import app as convert_app
 
     app.add_typer(convert_app, name="convert")
