@@ -41,6 +41,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from upsampler.io.animation import (
+    is_animation,
+    read_animation_frames,
+    scan_animation,
+    write_animation,
+)
 from upsampler.io.formats import ANIMATION_SUFFIXES, DEFAULT_MAX_PIXELS
 from upsampler.io.video import (
     DEFAULT_CODEC,
@@ -131,6 +137,7 @@ def upscale_video(
     fps: float | str | Fraction | None = None,
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    animation_format: str | None = None,
     progress: Callable[[VideoProgress], None] | None = None,
     tile_progress: Callable[[UpscaleProgress], None] | None = None,
 ) -> VideoResult:
@@ -151,6 +158,7 @@ def upscale_video(
         segment_seconds: the least length of a segment (cut at keyframes): what an
             interrupted run loses at most, and what a resume redoes.
         max_pixels: frames with more pixels are refused before decoding (``--max-pixels``).
+        animation_format: "GIF", "WEBP" or "PNG" for an animated source (default: its own).
         progress: called after every encoded frame with a :class:`VideoProgress`.
         tile_progress: called after every batch of tiles of a frame.
 
@@ -162,27 +170,31 @@ def upscale_video(
     """
     source, target = Path(source), Path(target)
     started = time.monotonic()
-    if source.suffix.lower() in ANIMATION_SUFFIXES:
-        from upsampler.io.animation import is_animation, upscale_animation
+    clip_options = dict(
+        seed=seed,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        outscale=outscale,
+        truncation_psi=truncation_psi,
+        progress=tile_progress,
+    )
+    if source.suffix.lower() in ANIMATION_SUFFIXES and is_animation(source, max_pixels=max_pixels):
+        info = scan_animation(source, max_pixels=max_pixels)
+        frames = read_animation_frames(source, info, max_pixels=max_pixels)
+        done = 0
 
-        if is_animation(source, max_pixels=max_pixels):
-            frames = upscale_animation(
-                upscaler,
-                source,
-                target,
-                prompt=prompt,
-                seed=seed,
-                tile=tile,
-                tile_overlap=tile_overlap,
-                batch_size=batch_size,
-                outscale=outscale,
-                truncation_psi=truncation_psi,
-                max_pixels=max_pixels,
-                progress=progress
-                and (lambda done, total: progress(VideoProgress(done, total, 0, 1, 0))),
-                tile_progress=tile_progress,
-            )
-            return VideoResult(target, frames, 1, 0, time.monotonic() - started)
+        def upscaled(upscale_frame: Callable[[Any], Any]) -> Iterator[Any]:
+            nonlocal done
+            for frame in frames:
+                yield upscale_frame(frame)
+                done += 1
+                if progress is not None:
+                    progress(VideoProgress(done, info.frames, 0, 1, 0))
+
+        with upscaler.clip(prompt, **clip_options) as upscale_frame:
+            write_animation(target, upscaled(upscale_frame), info, format=animation_format)
+        return VideoResult(target, done, 1, 0, time.monotonic() - started)
 
     info = scan_video(source, max_pixels=max_pixels)
     rate = None if fps is None else _rate(fps)
@@ -219,16 +231,7 @@ def upscale_video(
     done = resumed
 
     rotation = frame_rotation(info)
-    with upscaler.clip(
-        prompt,
-        seed=seed,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        outscale=outscale,
-        truncation_psi=truncation_psi,
-        progress=tile_progress,
-    ) as upscale_frame:
+    with upscaler.clip(prompt, **clip_options) as upscale_frame:
         for index, path in enumerate(paths):
             if index in counts:
                 continue
