@@ -302,13 +302,19 @@ def _text(upscaler: Upscaler, request: UpscaleRequest) -> TextEmbeddings | None:
         raise ValueError("this model is text-conditioned and the page has no text encoder")
     if not 0.0 <= request.text_strength <= 1.0:
         raise ValueError(f"text strength must be in [0, 1], got {request.text_strength}")
-    both = upscaler.text_encoder.encode(["", request.prompt])  # one batch: equal token lengths
+    strength, encoder = request.text_strength, upscaler.text_encoder
+    if strength == 0.0:
+        return encoder.encode([""])
+    if strength == 1.0:
+        return encoder.encode([request.prompt])
+    both = encoder.encode(["", request.prompt])  # one batch: equal token lengths
     null, prompt = both.index([0]), both.index([1])
-    strength = request.text_strength
+    # The prompt's tokens, each moved toward the empty prompt's (its padding where it is
+    # shorter): what the model attends to stays the prompt's tokens.
     return TextEmbeddings(
         tokens=torch.lerp(null.tokens, prompt.tokens, strength),
         pooled=torch.lerp(null.pooled, prompt.pooled, strength),
-        mask=null.mask | prompt.mask,
+        mask=prompt.mask,
     )
 
 
