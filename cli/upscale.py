@@ -1,7 +1,14 @@
-"""``upsampler upscale``: upscale image files and folders, resumably, reporting every failure.
+"""``upsampler upscale``: upscale image and video files and folders, resumably, reporting every
+failure.
 
     upsampler upscale photos/ -o big/ --recursive            # 4x, subfolders mirrored
     upsampler upscale a.jpg b.png -o out/ --scale 8 --format png
+    upsampler upscale clip.mp4 -o out/ --video-codec h264 --crf 16
+
+Videos (found in folders by probing their content) and animated GIF/WebP/PNG go through
+:func:`upsampler.inference.video.upscale_video` (docs/video.md): one style for the whole clip,
+audio and subtitles copied, and segments kept on interruption so that running the command again
+resumes the clip where it stopped.
 
 Outputs are written atomically, so an existing output is always complete: without
 ``--overwrite`` it is skipped, and re-running an interrupted job resumes it. Each output is
@@ -24,7 +31,13 @@ from typing import NoReturn
 import typer
 
 from upsampler.io.files import find_images
-from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
+from upsampler.io.formats import (
+    ANIMATION_SUFFIXES,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    WRITE_FORMATS,
+)
 from upsampler_cli.reporting import exit_on_failures
 
 # Images whose tiles are at least this many get a second progress bar over their tiles.
@@ -34,6 +47,12 @@ TILE_BAR_THRESHOLD = 8
 class Backend(str, Enum):
     torch = "torch"
     onnxruntime = "onnxruntime"
+
+
+class VideoCodec(str, Enum):
+    h264 = "h264"
+    h265 = "h265"
+    ffv1 = "ffv1"
 
 
 class OutputFormat(str, Enum):
@@ -48,7 +67,8 @@ class OutputFormat(str, Enum):
 class _Job:
     source: Path
     target: Path
-    format: str  # Pillow format name
+    format: str  # Pillow format name (of an image or an animation); "" for a video
+    kind: str = "image"  # "image", "animation" or "video"
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -63,18 +83,24 @@ def _inside(path: Path, folder: Path) -> bool:
 def _collect(
     inputs: list[Path], output: Path, recursive: bool
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """(file, path relative to the output folder) for every input image, plus missing inputs.
+    """(file, path relative to the output folder) for every input image or video, plus missing
+    inputs.
 
     Folders give their image files as :func:`~upsampler.io.files.find_images` finds them (by
-    suffix, hidden ones skipped, sorted), recursing into subfolders with ``recursive``; anything
-    inside the output folder is left out, so an output folder inside an input folder is never
-    read back as input.
+    suffix, hidden ones skipped, sorted) and their videos as
+    :func:`~upsampler.io.video.find_videos` does (video suffixes, and other files FFmpeg probes
+    as video), recursing into subfolders with ``recursive``; anything inside the output folder
+    is left out, so an output folder inside an input folder is never read back as input.
     """
+    from upsampler.io.video import find_videos
+
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
     for item in inputs:
         if item.is_dir():
-            for path in find_images(item, recursive=recursive, exclude=output):
+            images = find_images(item, recursive=recursive, exclude=output)
+            videos = find_videos(item, recursive=recursive, exclude=output)
+            for path in sorted(images + videos):
                 found.append((path, path.relative_to(item)))
         elif item.exists():
             found.append((item, Path(item.name)))
@@ -83,16 +109,57 @@ def _collect(
     return found, missing
 
 
+def _kind(source: Path, max_pixels: int) -> str:
+    """ "video" for any file without an image suffix (the video reader says what is wrong with
+    one that is not a video), "animation" for a GIF/WebP/PNG with several frames, else "image"."""
+    suffix = source.suffix.lower()
+    if suffix in VIDEO_SUFFIXES or suffix not in IMAGE_SUFFIXES:
+        return "video"
+    if suffix in ANIMATION_SUFFIXES:
+        from upsampler.io.animation import is_animation
+
+        if is_animation(source, max_pixels=max_pixels):
+            return "animation"
+    return "image"
+
+
 def _plan(
-    found: list[tuple[Path, Path]], output: Path, format: OutputFormat, suffix: str
+    found: list[tuple[Path, Path]],
+    output: Path,
+    format: OutputFormat,
+    suffix: str,
+    video_codec: str = "h264",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[_Job], list[tuple[Path, str]]]:
-    """The output path and format of every input; inputs that cannot have one fail here."""
+    """The output path and format of every input; inputs that cannot have one fail here.
+
+    Videos keep their container when it holds ``video_codec`` (else Matroska); animations stay
+    animations: their own format with ``same``, else PNG (APNG) or WebP.
+    """
+    from upsampler.io.video import output_suffix
+
     out_dir = output.resolve()
     jobs: list[_Job] = []
     failed: list[tuple[Path, str]] = []
     taken: dict[Path, Path] = {}
     for source, relative in found:
-        if format is OutputFormat.same:
+        kind = _kind(source, max_pixels) if source.is_file() else "image"
+        if kind == "video":
+            pil_format, extension = "", output_suffix(source, video_codec)
+        elif kind == "animation":
+            from upsampler.io.animation import ANIMATED_FORMATS
+
+            pil_format = {"same": IMAGE_SUFFIXES[source.suffix.lower()], "png": "PNG"}.get(
+                format.value, format.value.upper()
+            )
+            if pil_format not in ANIMATED_FORMATS:
+                failed.append(
+                    (source, f"an animation cannot be written as {format.value}; use "
+                     "--format same, png or webp")
+                )  # fmt: skip
+                continue
+            extension = source.suffix if format is OutputFormat.same else f".{format.value}"
+        elif format is OutputFormat.same:
             name = IMAGE_SUFFIXES.get(source.suffix.lower())
             # GIF (palette) and unknown suffixes are written as PNG, which loses nothing.
             pil_format = name if name in WRITE_FORMATS else "PNG"
@@ -110,7 +177,7 @@ def _plan(
             failed.append((source, f"output {target} is already made from {taken[resolved]}"))
         else:
             taken[resolved] = source
-            jobs.append(_Job(source, target, pil_format))
+            jobs.append(_Job(source, target, pil_format, kind))
     return jobs, failed
 
 
@@ -137,7 +204,9 @@ def _caption(source: Path, prompt: str | None) -> str:
 
 
 def upscale(
-    inputs: list[Path] = typer.Argument(..., help="Image files and folders of images."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Image and video files, and folders of them (videos found by probing)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if needed)."),
     recursive: bool = typer.Option(
         False, "--recursive", "-r", help="Descend into subfolders, mirroring them in the output."
@@ -209,14 +278,51 @@ def upscale(
         False, "--overwrite", help="Redo outputs that exist (default: skip them, resuming)."
     ),
     max_pixels: int = typer.Option(
-        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse inputs with more pixels than this."
+        DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        min=1,
+        help="Refuse inputs (video: frames) with more pixels than this.",
+    ),
+    video_codec: VideoCodec = typer.Option(
+        VideoCodec.h264,
+        "--video-codec",
+        help="Video output codec: h264 (default CRF 18), h265 (CRF 20) or ffv1 (lossless; "
+        "written as .mkv). The container is the input's when it holds the codec, else .mkv.",
+    ),
+    crf: int | None = typer.Option(
+        None,
+        "--crf",
+        min=0,
+        max=51,
+        help="Video quality for h264/h265: lower is better, 0 is lossless (default 18 / 20).",
+    ),
+    pix_fmt: str | None = typer.Option(
+        None,
+        "--pix-fmt",
+        help="Video pixel format, e.g. yuv420p, yuv444p, yuv420p10le (default: the input's "
+        "chroma subsampling, 10-bit when the input has more than 8 bits).",
+    ),
+    fps: str | None = typer.Option(
+        None,
+        "--fps",
+        help="Constant output frame rate, e.g. 25 or 30000/1001 (default: keep every frame "
+        "and its timestamp, variable frame rate included).",
+    ),
+    segment_seconds: float = typer.Option(
+        10.0,
+        "--segment-seconds",
+        min=0.001,
+        help="Videos are encoded in segments of at least this many seconds (cut at keyframes); "
+        "an interrupted run resumes after the last finished one.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Upscale images 4x/8x with a GigaGAN upsampler, tile by tile, resuming where a run stopped.
 
-    Outputs that exist are skipped (--overwrite redoes them), so running the same command
-    again after an interruption resumes it. Several runs, or the processes of
+    Videos and animated GIF/WebP/PNG are upscaled frame by frame with one style for the whole
+    clip; a video's audio, subtitles and metadata are copied (docs/video.md). Outputs that
+    exist are skipped (--overwrite redoes them), so running the same command again after an
+    interruption resumes it, a video from its last finished segment. Several runs, or the processes of
     `accelerate launch -m upsampler_cli.app upscale ...` / `torchrun`, can share one output
     folder: each file is claimed by one process and made once. Exit status: 0 when every
     input was upscaled or skipped, 1 when any failed or the run was interrupted (Ctrl-C), 2 for
@@ -230,11 +336,20 @@ def upscale(
         _usage_error(f"--output {output} exists and is not a folder")
     _refuse_input_in_output(inputs, output)
 
+    if crf is not None and video_codec is VideoCodec.ffv1:
+        _usage_error("--crf is for h264 and h265; ffv1 is lossless")
+    if fps is not None:
+        from upsampler.inference.video import _rate
+
+        try:
+            _rate(fps)
+        except ValueError as error:
+            _usage_error(f"--{error}")
     found, failed = _collect(inputs, output, recursive)
-    jobs, unplannable = _plan(found, output, format, suffix)
+    jobs, unplannable = _plan(found, output, format, suffix, video_codec.value, max_pixels)
     failed += unplannable
     if not jobs and not failed:
-        _usage_error("no images found in the inputs")
+        _usage_error("no images or videos found in the inputs")
     _check_writable(output)
     workers = Workers.from_environment(device)
     started = time.time()
@@ -272,6 +387,11 @@ def upscale(
             prompt=prompt,
             max_pixels=max_pixels,
             quality=quality,
+            video_codec=video_codec.value,
+            crf=crf,
+            pix_fmt=pix_fmt,
+            fps=fps,
+            segment_seconds=segment_seconds,
         ),
         show_progress=show,
     )
@@ -378,8 +498,10 @@ class _Run:
     failed: list = field(default_factory=list)
     settled: int = 0  # done + failed by this process
     current: Path | None = None
+    current_target: Path | None = None
     _bar: object = None
     _tile_bar: object = None
+    _frame_bar: object = None
 
     def work(self) -> None:
         from tqdm.auto import tqdm
@@ -419,9 +541,9 @@ class _Run:
                 if self._made_meanwhile(job.target) or self.workers.failed_elsewhere(key):
                     self.taken += 1
                     continue
-                self.current = job.source
+                self.current, self.current_target = job.source, job.target
                 failure = self._upscale_one(job)
-                self.current = None
+                self.current = self.current_target = None
                 if failure is not None:
                     self.workers.mark_failed(key)
                 self._settle(job, failure=failure)
@@ -448,6 +570,8 @@ class _Run:
         from upsampler.io.images import read_image, write_image
 
         options = self.options
+        if job.kind != "image":
+            return self._upscale_clip(job)
         try:
             data = read_image(job.source, max_pixels=options["max_pixels"])
             text = (
@@ -476,6 +600,62 @@ class _Run:
                 self._tile_bar.close()
                 self._tile_bar = None
 
+    def _upscale_clip(self, job: _Job) -> str | None:
+        """Upscale one video or animation; the reason it failed, or None."""
+        options = self.options
+        try:
+            text = (
+                _caption(job.source, options["prompt"]) if self.upscaler.text_conditioning else None
+            )
+            self.upscaler.upscale_video(
+                job.source,
+                job.target,
+                text,
+                seed=options["seed"],
+                tile=options["tile"],
+                tile_overlap=options["tile_overlap"],
+                batch_size=options["batch_size"],
+                outscale=options["outscale"],
+                codec=options["video_codec"],
+                crf=options["crf"],
+                pix_fmt=options["pix_fmt"],
+                fps=options["fps"],
+                segment_seconds=options["segment_seconds"],
+                max_pixels=options["max_pixels"],
+                animation_format=job.format or None,
+                progress=self._on_frames,
+                tile_progress=self._on_tiles,
+            )
+            self.done += 1
+            return None
+        except Exception as error:  # keep the folder going; every failure is reported at the end
+            reason = str(error) or type(error).__name__
+            return reason.removeprefix(f"{job.source}: ")
+        finally:
+            for bar in (self._tile_bar, self._frame_bar):
+                if bar is not None:
+                    bar.close()
+            self._tile_bar = self._frame_bar = None
+
+    def _on_frames(self, event) -> None:
+        """The frames bar of a video: frames/s and the time left, from tqdm."""
+        from tqdm.auto import tqdm
+
+        if not self.show_progress:
+            return
+        if self._frame_bar is None:
+            self._frame_bar = tqdm(
+                total=event.frames,
+                initial=event.resumed,
+                desc="frames",
+                unit="frame",
+                leave=False,
+                dynamic_ncols=True,
+            )
+        if event.frames != self._frame_bar.total:
+            self._frame_bar.total = event.frames
+        self._frame_bar.update(event.frames_done - self._frame_bar.n)
+
     def _on_tiles(self, event) -> None:
         from tqdm.auto import tqdm
 
@@ -489,10 +669,10 @@ class _Run:
         self._tile_bar.update(event.tiles_done - self._tile_bar.n)
 
     def close_bars(self) -> None:
-        for bar in (self._tile_bar, self._bar):
+        for bar in (self._tile_bar, self._frame_bar, self._bar):
             if bar is not None:
                 bar.close()
-        self._tile_bar = self._bar = None
+        self._tile_bar = self._frame_bar = self._bar = None
 
 
 def _report_interrupt(run: _Run, skipped: int, failed: list, output: Path) -> None:
@@ -509,7 +689,17 @@ def _report_interrupt(run: _Run, skipped: int, failed: list, output: Path) -> No
         err=True,
     )
     if run.current is not None:
-        typer.echo(f"{run.current} was in progress: nothing of it was written", err=True)
+        from upsampler.inference.video import finished_segments
+
+        kept = finished_segments(run.current_target) if run.current_target else 0
+        if kept:
+            typer.echo(
+                f"{run.current} was in progress: nothing was written under its output's name; "
+                f"its {kept} finished segment(s) are kept and the same command resumes after them",
+                err=True,
+            )
+        else:
+            typer.echo(f"{run.current} was in progress: nothing of it was written", err=True)
     for source, reason in failed:
         typer.echo(f"  failed {source}: {reason}", err=True)
     typer.echo("run the same command again to resume: finished outputs are skipped", err=True)

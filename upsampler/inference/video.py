@@ -52,6 +52,7 @@ from upsampler.io.video import (
     DEFAULT_CODEC,
     VideoInfo,
     assemble,
+    check_output,
     encode_settings,
     frame_rotation,
     frame_to_rgb,
@@ -207,6 +208,7 @@ def upscale_video(
         pix_fmt=pix_fmt,
         fps=rate,
     )
+    check_output(target, info, settings)  # a stream the output cannot hold fails now
     bounds = plan_segments(info, segment_seconds)
     work = segments_folder(target)
     manifest = {

@@ -150,7 +150,26 @@ def output_suffix(source: str | os.PathLike, codec: str) -> str:
     (Matroska holds every codec here; MP4 and MOV do not hold FFV1)."""
     suffix = Path(source).suffix.lower()
     muxer = _MUXERS.get(suffix)
-    return Path(source).suffix if muxer is not None and codec in _HOLDS[muxer] else ".mkv"
+    if muxer is None and suffix not in VIDEO_SUFFIXES:  # a clip saved without its suffix
+        suffix = _probed_suffix(Path(source))
+        muxer = _MUXERS.get(suffix)
+    if muxer is not None and codec in _HOLDS[muxer]:
+        return suffix if suffix != Path(source).suffix.lower() else Path(source).suffix
+    return ".mkv"
+
+
+def _probed_suffix(path: Path) -> str:
+    """The usual suffix of the container FFmpeg finds in ``path`` ("" if none)."""
+    av = _av()
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            names = container.format.name.split(",")
+    except (av.FFmpegError, OSError, ValueError):
+        return ""
+    for name, suffix in (("mp4", ".mp4"), ("matroska", ".mkv"), ("avi", ".avi"), ("mpegts", ".ts")):
+        if name in names:
+            return suffix
+    return ""
 
 
 def _is_video_container(container: Any) -> bool:
@@ -591,32 +610,7 @@ def assemble(
         _opened(info.path) as source,
         av.open(str(temporary), "w", format=muxer) as output,
     ):
-        output.metadata.update(_fresh_tags(source.metadata))
-        video = output.add_stream(CODECS[settings.codec][0], rate=settings.rate)
-        _configure(video.codec_context, settings)
-        video.time_base = settings.time_base
-        source_video = source.streams[info.stream_index]
-        video.metadata.update(_fresh_tags(source_video.metadata))
-        with contextlib.suppress(AttributeError, ValueError):
-            video.disposition = source_video.disposition
-        if rotation:
-            video.set_display_rotation(rotation)
-        copies = {}
-        for stream in source.streams:
-            if stream.index == info.stream_index:
-                continue
-            try:
-                copy = output.add_stream_from_template(stream)
-            except (av.FFmpegError, ValueError, TypeError) as error:
-                raise UnsupportedVideoError(
-                    f"{info.path}: its {stream.type} stream {stream.index} cannot be copied "
-                    f"into a {muxer} file ({_reason(error)}); keep the source's container with a "
-                    "codec it holds (h264 with CRF 0 is lossless too)"
-                ) from error
-            copy.metadata.update(_fresh_tags(stream.metadata))
-            with contextlib.suppress(AttributeError, ValueError):
-                copy.disposition = stream.disposition
-            copies[stream.index] = copy
+        video, copies = _add_streams(output, source, info, settings, rotation=rotation)
         try:
             output.start_encoding()
         except av.FFmpegError as error:
@@ -634,6 +628,57 @@ def assemble(
         copied = _copied_packets(source, copies)
         for packet in heapq.merge(video_packets, copied, key=_packet_seconds):
             output.mux(packet)
+
+
+def check_output(target: str | os.PathLike, info: VideoInfo, settings: EncodeSettings) -> None:
+    """Fail now, before any frame is upscaled, if ``target``'s container cannot hold the
+    source's other streams (:func:`assemble` would fail the same way at the end).
+
+    Raises:
+        UnsupportedVideoError: naming the stream.
+    """
+    import io
+
+    av = _av()
+    muxer = _MUXERS.get(Path(target).suffix.lower(), "matroska")
+    with _opened(info.path) as source, av.open(io.BytesIO(), "w", format=muxer) as output:
+        _add_streams(output, source, info, settings)
+
+
+def _add_streams(
+    output: Any, source: Any, info: VideoInfo, settings: EncodeSettings, *, rotation: int = 0
+) -> tuple[Any, dict[int, Any]]:
+    """The output's video stream and a copy of every other stream of ``source`` (by the
+    source's stream index), with their tags and dispositions."""
+    av = _av()
+    muxer = output.format.name
+    output.metadata.update(_fresh_tags(source.metadata))
+    video = output.add_stream(CODECS[settings.codec][0], rate=settings.rate)
+    _configure(video.codec_context, settings)
+    video.time_base = settings.time_base
+    source_video = source.streams[info.stream_index]
+    video.metadata.update(_fresh_tags(source_video.metadata))
+    with contextlib.suppress(AttributeError, ValueError):
+        video.disposition = source_video.disposition
+    if rotation:
+        video.set_display_rotation(rotation)
+    copies = {}
+    for stream in source.streams:
+        if stream.index == info.stream_index:
+            continue
+        try:
+            copy = output.add_stream_from_template(stream)
+        except (av.FFmpegError, ValueError, TypeError) as error:
+            raise UnsupportedVideoError(
+                f"{info.path}: its {stream.type} stream {stream.index} cannot be copied "
+                f"into a {muxer} file ({_reason(error)}); keep the source's container with a "
+                "codec it holds (h264 with CRF 0 is lossless too)"
+            ) from error
+        copy.metadata.update(_fresh_tags(stream.metadata))
+        with contextlib.suppress(AttributeError, ValueError):
+            copy.disposition = stream.disposition
+        copies[stream.index] = copy
+    return video, copies
 
 
 def _segment_packets(segments: list[Path], stream: Any, time_base: Fraction) -> Iterator[Any]:
