@@ -64,6 +64,10 @@ SUBCOMMANDS = {
         "Score models beside bicubic",
         ["--model", "--baseline", "--degradation", "--scale", "--seed", "--json", "--max-pixels"],
     ),
+    "serve": (
+        "Serve a web page for upscaling",
+        ["--host", "--port", "--model", "--text-encoder", "--max-pixels", "--share"],
+    ),
     "models": ("List the built-in models", []),
     "info": ("Print what a model is", ["--revision"]),
     "convert": ("Convert other projects' upsampler checkpoints", []),
