@@ -39,6 +39,11 @@ SUBCOMMANDS = {
             "--overwrite",
             "--backend",
             "--max-pixels",
+            "--video-codec",
+            "--crf",
+            "--pix-fmt",
+            "--fps",
+            "--segment",
         ],
     ),
     "bench": (
