@@ -310,10 +310,10 @@ def upscale(
     ),
     segment_seconds: float = typer.Option(
         10.0,
-        "--segment-seconds",
+        "--segment",
         min=0.001,
-        help="Videos are encoded in segments of at least this many seconds (cut at keyframes); "
-        "an interrupted run resumes after the last finished one.",
+        help="Seconds per video segment, at least (cut at keyframes): videos are encoded in "
+        "segments, and an interrupted run resumes after the last finished one.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:

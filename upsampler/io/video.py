@@ -440,7 +440,7 @@ def encode_settings(
             f"{codec} cannot encode pixel format {pix_fmt!r}; it takes {', '.join(sorted(formats))}"
         )
     height, width = size
-    chroma = av.VideoFormat(pix_fmt).components[-1]
+    chroma = av.VideoFormat(pix_fmt, width, height).components[-1]
     if chroma.width < width or chroma.height < height:  # subsampled chroma: even sides
         height, width = height - height % 2, width - width % 2
     muxer = _MUXERS.get(Path(target).suffix.lower(), "matroska")
@@ -459,7 +459,7 @@ def encode_settings(
 
 
 def _auto_pix_fmt(info: VideoInfo, formats: set[str]) -> str:
-    source = _av().VideoFormat(info.pix_fmt)
+    source = _av().VideoFormat(info.pix_fmt, 16, 16)
     luma, chroma = source.components[0], source.components[-1]
     if len(source.components) < 3 or info.pix_fmt.startswith(("rgb", "bgr", "gbr")):
         sampling = "444"
