@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PyPI's torchvision does not import beside other torch builds, and lpips / open_clip need it.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv install test test-slow test-packaging lint format demo bench clean lpips
+.PHONY: venv install browser test test-slow test-packaging lint format demo bench clean lpips
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 venv install: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# The page's browser test (tests/test_ui_browser.py) drives Debian's Chromium through its
+# chromedriver: installed here when missing (as root, or through sudo). Without them it fails.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium chromium-driver; }
+
+test: $(VENV)/.installed browser
 	$(BIN)/upsampler prepare-lpips --if-missing
 	$(BIN)/python -m pytest -q
 
