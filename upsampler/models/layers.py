@@ -182,7 +182,7 @@ class ModulatedResBlock(nn.Module):
         batch, _, height, width = x.shape
         channels = self.conv2.in_channels
         # (b, 4o, h + 1, w + 1): phase (a, b) of output pixel (2i + a, 2j + b) at (i + a, j + b)
-        phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), weight, bias)
+        phases = F.conv2d(x, weight, bias, padding=1)
         phases = phases.permute(0, 2, 3, 1).reshape(batch, height + 1, width + 1, 2, 2, channels)
         out = x.new_empty(batch, height, 2, width, 2, channels)
         for a in (0, 1):
@@ -192,7 +192,12 @@ class ModulatedResBlock(nn.Module):
         h = F.leaky_relu(h, 0.2, inplace=True)
         h = F.leaky_relu(self.conv2(h), 0.2, inplace=True)
         residual = x if self.skip is None else self.skip(x)
-        return h.add_(F.interpolate(residual, scale_factor=2.0, mode="nearest"), alpha=_HALF)
+        # The nearest-upsampled residual, added to each 2x2 block of h by broadcasting, without
+        # making the upsampled map (h is channels-last, as the interleaved phases above).
+        h = h.contiguous(memory_format=torch.channels_last)
+        blocks = h.permute(0, 2, 3, 1).view(batch, height, 2, width, 2, channels)
+        blocks.add_(residual.permute(0, 2, 3, 1)[:, :, None, :, None, :], alpha=_HALF)
+        return h
 
     def _phase_kernels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """conv1's folded 3x3 kernel as the (4 * o, i, 2, 2) kernel of :meth:`forward_upsampled`
