@@ -333,3 +333,28 @@ def test_plan_segments_cuts_at_keyframes(tmp_path):
     assert info.frames == 30 and len(info.keyframes) == 5
     assert video_driver.plan_segments(info, 0.3) == list(info.keyframes[::2])
     assert video_driver.plan_segments(info, 100) == [info.keyframes[0]]
+
+
+def test_ctrl_c_keeps_finished_segments_and_the_command_resumes(tmp_path, model_dir, monkeypatch):
+    from upsampler_cli.upscale import _Run
+
+    make_clip(tmp_path / "clip.mp4", subtitles=False)
+    args = ["upscale", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out")]
+    args += ["--model", str(model_dir), "--segment", "0.2", "--no-progress"]
+    original = _Run._on_frames
+
+    def interrupted(self, event):
+        if event.frames_done == 14:
+            raise KeyboardInterrupt
+        original(self, event)
+
+    monkeypatch.setattr(_Run, "_on_frames", interrupted)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "its 2 finished segment(s) are kept and the same command resumes" in result.output
+    assert not (tmp_path / "out" / "clip.mp4").exists()
+    monkeypatch.setattr(_Run, "_on_frames", original)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "done 1, skipped 0, failed 0" in result.output
+    assert len(video_frames(tmp_path / "out" / "clip.mp4")) == 30
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4"]

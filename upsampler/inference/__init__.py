@@ -1,4 +1,4 @@
-"""Tiled inference: the Upscaler, pure tiling functions, and device/precision choice.
+"""Tiled inference: the Upscaler, pure tiling functions, device/precision choice, and video.
 
 Its names are imported on first use (see ``upsampler._lazy``).
 """
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         UpscaleProgress,
         Upscaler,
     )
+    from upsampler.inference.video import VideoProgress, VideoResult, upscale_video
 
 __getattr__, __dir__ = attach(
     __name__,
@@ -52,6 +53,7 @@ __getattr__, __dir__ = attach(
             "tiled_apply",
         ),
         "upsampler.inference.upscaler": ("NonFiniteOutputError", "UpscaleProgress", "Upscaler"),
+        "upsampler.inference.video": ("VideoProgress", "VideoResult", "upscale_video"),
     },
 )
 
@@ -61,6 +63,8 @@ __all__ = [
     "TilePlan",
     "UpscaleProgress",
     "Upscaler",
+    "VideoProgress",
+    "VideoResult",
     "blend",
     "blend_weights",
     "pad",
@@ -70,5 +74,6 @@ __all__ = [
     "split",
     "supported_dtypes",
     "tiled_apply",
+    "upscale_video",
     "usable_dtypes",
 ]
