@@ -3,7 +3,9 @@ this process on a free port with a tiny model (the browser test is tests/test_ui
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -135,12 +137,32 @@ def test_two_simultaneous_requests_both_finish(client, model_dir, tmp_path):
             assert result.size == (96, 96)
 
 
+def test_a_pasted_image_is_upscaled_too(client, model_dir, tmp_path):
+    pasted = handle_file(str(_image(tmp_path / "image.png", (8, 8), "RGB")))
+    _, info, download = client.predict(
+        **_request(client, [], model_dir, pasted=pasted), api_name="/upscale"
+    )
+    with Image.open(download) as result:
+        assert result.size == (32, 32)
+    with pytest.raises(Exception, match="no image given"):
+        client.predict(**_request(client, [], model_dir), api_name="/upscale")
+
+
+def test_old_outputs_are_pruned(page):
+    old = page.upload_dir / "outputs" / "old-request"
+    old.mkdir(parents=True)
+    (old / "a.png").write_bytes(b"x")
+    os.utime(old, (0, 0))
+    page.prune()
+    assert not old.exists()
+
+
 def test_the_page_serves_no_file_outside_its_folder(page):
     repository_file = Path(__file__).resolve().parents[1] / "pyproject.toml"
     for path in (repository_file, Path("/etc/hostname")):
         response = httpx.get(f"{page.blocks.local_url}gradio_api/file={path}")
         assert response.status_code == 403, path
-    assert str(page.workdir).startswith(str(Path(__import__("tempfile").gettempdir()).resolve()))
+    assert page.workdir.is_relative_to(Path(tempfile.gettempdir()).resolve())
 
 
 # ------------------------------------------------------------------ text-conditioned models

@@ -19,9 +19,11 @@ the page needs nothing from the internet (its fonts ship with Gradio).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -220,6 +222,7 @@ class Page:
             dtype=dtype,
             output_format=output_format,
         )
+        self.prune()
         out_dir = self.upload_dir / "outputs" / uuid.uuid4().hex
         progress(0.0, desc="starting")
         try:
@@ -239,6 +242,15 @@ class Page:
         if len(results) > 1:
             download = zip_outputs(results, out_dir / "upscaled.zip")
         return (str(before), str(after)), summary(results, model), str(download)
+
+    def prune(self, age: float = CACHE_CLEANUP[1]) -> None:
+        """Delete the outputs of requests older than ``age`` seconds (Gradio's ``delete_cache``
+        prunes the uploads)."""
+        cutoff = time.time() - age
+        for folder in (self.upload_dir / "outputs").glob("*"):
+            with contextlib.suppress(OSError):
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ serving
 
