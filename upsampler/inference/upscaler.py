@@ -14,7 +14,9 @@ the model's dtype), and the activation estimate that sizes tiles.
     hq_arrays = upscaler.upscale([array_a, array_b], outscale=8)    # NumPy in, NumPy out
 
 Every image gets one z (from ``seed``), shared by all of its tiles, so its style does not change
-from tile to tile; the same seed gives the same output whatever the tile batch size. The image
+from tile to tile; the same seed gives the same output whatever the tile batch size. The frames
+of a clip share one z too (:meth:`Upscaler.clip`, :meth:`Upscaler.upscale_video`, docs/video.md),
+so the detail the model invents does not flicker from frame to frame. The image
 stays on the CPU: only batches of tiles move to the device, and their outputs come straight
 back to be blended (:mod:`upsampler.inference.tiling`). A CUDA out-of-memory error halves the
 tile batch, then the tile, and tries again. A tile batch with NaN/Inf in its output is run
