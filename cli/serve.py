@@ -7,6 +7,11 @@ upsampler serve --model path/to/model --port 8000
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
 import typer
 
@@ -55,23 +60,39 @@ def serve(
     if importlib.util.find_spec("gradio") is None:
         _usage_error("the web page needs Gradio: pip install 'upsampler[ui]'")
 
-    from upsampler.ui.app import Page
-    from upsampler.ui.jobs import ModelShelf
+    # The page's folder, made before Gradio is imported: Gradio fixes a few of its own folders
+    # from GRADIO_TEMP_DIR when imported, and they too belong inside it.
+    workdir = Path(tempfile.mkdtemp(prefix="upsampler-serve-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
+    # A service manager's SIGTERM stops the page as Ctrl-C does: its folder is deleted.
+    signal.signal(signal.SIGTERM, _interrupt)
+    page = None
+    try:
+        from upsampler.ui.app import Page
+        from upsampler.ui.jobs import ModelShelf
 
-    encoder = _text_encoder(text_encoder, text_weights)
-    try:
-        shelf = ModelShelf(model, text_encoder=encoder)
-    except Exception as error:  # missing weights, bad file, no text encoder: nothing to serve
-        _usage_error(str(error))
-    page = Page(shelf, max_pixels=max_pixels)
-    try:
+        encoder = _text_encoder(text_encoder, text_weights)
+        try:
+            shelf = ModelShelf(model, text_encoder=encoder)
+        except Exception as error:  # missing weights, bad file, no text encoder: nothing to serve
+            _usage_error(str(error))
+        page = Page(shelf, max_pixels=max_pixels, workdir=workdir)
         try:
             url = page.launch(host=host, port=port, share=share)
         except OSError as error:  # the port is taken, the address is not ours
             _usage_error(f"cannot serve on {host}:{port or 'a free port'}: {error}")
         typer.echo(f"upsampler page on {url} (models: {', '.join(shelf.choices)}); Ctrl-C stops it")
+        typer.echo(f"uploads and outputs in {page.workdir} (deleted when it stops)")
         if page.share_url:
             typer.echo(f"public link: {page.share_url}")
         page.block()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
     finally:
-        page.close()
+        if page is not None:
+            page.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -4,7 +4,10 @@ this process on a free port with a tiny model (the browser test is tests/test_ui
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -51,8 +54,9 @@ def page(model_dir, one_thread):
 
 
 @pytest.fixture(scope="module")
-def client(page) -> Client:
-    return Client(page.blocks.local_url, verbose=False)
+def client(page, tmp_path_factory) -> Client:
+    downloads = tmp_path_factory.mktemp("downloads")
+    return Client(page.blocks.local_url, verbose=False, download_files=str(downloads))
 
 
 def _request(client, files, model_dir, **overrides):
@@ -228,3 +232,26 @@ def test_serve_without_gradio_says_how_to_install_it(monkeypatch):
     outcome = CliRunner().invoke(cli, ["serve"])
     assert outcome.exit_code == 2
     assert "pip install 'upsampler[ui]'" in outcome.output
+
+
+def test_serve_runs_the_page_and_a_stop_deletes_its_folder(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "upsampler", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = server.stdout.readline()
+        assert started.startswith(f"upsampler page on http://127.0.0.1:{port}/"), started
+        assert "nano-4x" in started
+        workdir = Path(server.stdout.readline().split(" in ", 1)[1].split(" (")[0])
+        assert workdir.is_dir()
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
+        assert page.status_code == 200 and "upsampler" in page.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        rest, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, rest
+    assert not workdir.exists()

@@ -52,6 +52,8 @@ EXAMPLES = {"nano-4x": "skyline.png", "nano-4x-psnr": "azure-window.png"}
 # when it closes.
 CACHE_CLEANUP = (600, 3600)
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+# Where Gradio keeps uploads, returned files and cached examples: the page's folder while it runs.
+_GRADIO_FOLDERS = ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE")
 
 
 class Page:
@@ -60,8 +62,8 @@ class Page:
     Args:
         shelf: the models offered (the first is selected).
         max_pixels: the largest input, in pixels; larger uploads get a message, not a job.
-        workdir: the temporary folder of uploads and outputs (made, and deleted on close,
-            when None).
+        workdir: the folder of uploads and outputs; None: a temporary folder, made here and
+            deleted on close (a given one is left to its owner).
     """
 
     def __init__(self, shelf: ModelShelf, *, max_pixels: int, workdir: Path | None = None):
@@ -73,6 +75,7 @@ class Page:
         # files from there only: pointing it into the workdir confines the page to this folder.
         self.upload_dir = self.workdir / "gradio"
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self._environment = {name: os.environ.get(name) for name in _GRADIO_FOLDERS}
         os.environ["GRADIO_TEMP_DIR"] = str(self.upload_dir)
         os.environ["GRADIO_EXAMPLES_CACHE"] = str(self.workdir / "examples-cache")
         self.blocks = self._build()
@@ -286,8 +289,9 @@ class Page:
         return self.blocks.share_url
 
     def block(self) -> None:
-        """Wait until Ctrl-C (the server runs in a thread)."""
-        self.blocks.block_thread()
+        """Wait while the server runs (in its thread); Ctrl-C raises KeyboardInterrupt here."""
+        while self.blocks.is_running:
+            time.sleep(0.2)
 
     def close(self) -> None:
         """Stop the server and delete the page's temporary folder."""
@@ -296,6 +300,11 @@ class Page:
         finally:
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+            for name, value in self._environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _path(item) -> str:
