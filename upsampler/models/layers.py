@@ -193,11 +193,12 @@ class ModulatedResBlock(nn.Module):
         h = F.leaky_relu(self.conv2(h), 0.2, inplace=True)
         residual = x if self.skip is None else self.skip(x)
         # The nearest-upsampled residual, added to each 2x2 block of h by broadcasting, without
-        # making the upsampled map (h is channels-last, as the interleaved phases above).
-        h = h.contiguous(memory_format=torch.channels_last)
-        blocks = h.permute(0, 2, 3, 1).view(batch, height, 2, width, 2, channels)
-        blocks.add_(residual.permute(0, 2, 3, 1)[:, :, None, :, None, :], alpha=_HALF)
-        return h
+        # making the upsampled map (h is channels-last, as the interleaved phases above). Out of
+        # place: the ONNX exporter's tracer loses in-place writes through such a view.
+        blocks = h.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        blocks = blocks.view(batch, height, 2, width, 2, channels)
+        out = torch.add(blocks, residual.permute(0, 2, 3, 1)[:, :, None, :, None, :], alpha=_HALF)
+        return out.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
     def _phase_kernels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """conv1's folded 3x3 kernel as the (4 * o, i, 2, 2) kernel of :meth:`forward_upsampled`
