@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
 from upsampler.io.files import atomic_output, find_images
 from upsampler.io.formats import TRAINING_MAX_PIXELS
+from upsampler_cli.common import usage_error
 from upsampler_cli.reporting import exit_on_failures
 
 
@@ -64,11 +64,6 @@ def _load_pipeline(preset: str, scale: int):
     if "preset" in table:
         return DegradationPipeline.from_preset(table["preset"], scale=scale)
     raise ValueError(f"{path} has no [[degradation.stages]], [[stages]] or degradation.preset")
-
-
-def _usage_error(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:
@@ -130,14 +125,14 @@ def degrade(
     try:
         pipeline = _load_pipeline(preset, scale)
     except ValueError as error:
-        _usage_error(f"--preset: {error}")
+        usage_error(f"--preset: {error}")
     try:
         torch_device = torch.device(device)
         torch.empty(0, device=torch_device)
     except (RuntimeError, AssertionError) as error:
-        _usage_error(f"--device: {device!r} is not available: {error}")
+        usage_error(f"--device: {device!r} is not available: {error}")
     if output.exists() and not output.is_dir():
-        _usage_error(f"--output: {output} exists and is not a folder")
+        usage_error(f"--output: {output} exists and is not a folder")
     output.mkdir(parents=True, exist_ok=True)
 
     # Files as given (a missing one is reported when read); folders' images, never the outputs.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from upsampler_cli.upscale import _text_encoder, _usage_error
+from upsampler_cli.common import text_encoder_from_option, usage_error
 
 
 def export_onnx(
@@ -60,24 +60,24 @@ def export_onnx(
     from upsampler.text.base import encode_texts
 
     if output.suffix.lower() != ".onnx":
-        _usage_error(f"--output must end in .onnx, got {output}")
+        usage_error(f"--output must end in .onnx, got {output}")
     if output.is_dir():
-        _usage_error(f"--output {output} is a folder; name the .onnx file to write")
+        usage_error(f"--output {output} is a folder; name the .onnx file to write")
     if output.exists() and not overwrite:
-        _usage_error(f"{output} exists; pass --overwrite to replace it")
+        usage_error(f"{output} exists; pass --overwrite to replace it")
     try:
         network = load_model(model)
     except Exception as error:  # missing weights, unknown name: nothing to export
-        _usage_error(str(error))
+        usage_error(str(error))
     text = None
     if network.text_conditioning:
         if text_encoder is None:
-            _usage_error(f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME")
-        text = encode_texts(prompt or "", _text_encoder(text_encoder, text_weights))
+            usage_error(f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME")
+        text = encode_texts(prompt or "", text_encoder_from_option(text_encoder, text_weights))
     elif prompt is not None:
-        _usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
+        usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
     if truncation != 1.0 and not hasattr(network, "w_avg"):
-        _usage_error(f"model {model!r} has no mean style: --truncation applies to GigaGAN models")
+        usage_error(f"model {model!r} has no mean style: --truncation applies to GigaGAN models")
     try:
         result = export(
             network,
@@ -89,7 +89,7 @@ def export_onnx(
             verify=verify,
         )
     except ImportError as error:
-        _usage_error(str(error))
+        usage_error(str(error))
     except OSError as error:
         typer.secho(
             f"error: could not write {output}: {error.strerror or error}; nothing was written",

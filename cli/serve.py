@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from upsampler_cli.upscale import _text_encoder, _usage_error
+from upsampler_cli.common import text_encoder_from_option, usage_error
 
 # The page's input limit: smaller than the CLI's (40 MP), since anyone who can open the page
 # can queue a job on this machine. 4 MP is a 2000x2000 photo, 8000x8000 at 4x.
@@ -58,7 +58,7 @@ def serve(
     Needs Gradio, the ui extra of upsampler (docs/ui.md).
     """
     if importlib.util.find_spec("gradio") is None:
-        _usage_error("the web page needs Gradio: pip install 'upsampler[ui]'")
+        usage_error("the web page needs Gradio: pip install 'upsampler[ui]'")
 
     # The page's folder, made before Gradio is imported: Gradio fixes a few of its own folders
     # from GRADIO_TEMP_DIR when imported, and they too belong inside it.
@@ -71,16 +71,16 @@ def serve(
         from upsampler.ui.app import Page
         from upsampler.ui.jobs import ModelShelf
 
-        encoder = _text_encoder(text_encoder, text_weights)
+        encoder = text_encoder_from_option(text_encoder, text_weights)
         try:
             shelf = ModelShelf(model, text_encoder=encoder)
         except Exception as error:  # missing weights, bad file, no text encoder: nothing to serve
-            _usage_error(str(error))
+            usage_error(str(error))
         page = Page(shelf, max_pixels=max_pixels, workdir=workdir)
         try:
             url = page.launch(host=host, port=port, share=share)
         except OSError as error:  # the port is taken, the address is not ours
-            _usage_error(f"cannot serve on {host}:{port or 'a free port'}: {error}")
+            usage_error(f"cannot serve on {host}:{port or 'a free port'}: {error}")
         typer.echo(f"upsampler page on {url} (models: {', '.join(shelf.choices)}); Ctrl-C stops it")
         typer.echo(f"uploads and outputs in {page.workdir} (deleted when it stops)")
         if page.share_url:

@@ -5,16 +5,11 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
 from upsampler.io.formats import TRAINING_MAX_PIXELS
-
-
-def _usage_error(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+from upsampler_cli.common import usage_error
 
 
 def _load_degradation(name: str, scale: int):
@@ -97,7 +92,7 @@ def teacher_cache(
     try:
         degradation_spec = _load_degradation(degradation, scale)
     except ValueError as error:
-        _usage_error(f"--degradation: {error}")
+        usage_error(f"--degradation: {error}")
     bar = None
     started = time.perf_counter()
     first_done = 0
@@ -158,7 +153,7 @@ def teacher_cache(
             # building, not a usage error.
             typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from error
-        _usage_error(str(error))
+        usage_error(str(error))
     bar.close()
     seconds = time.perf_counter() - started
     built = count - first_done

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
@@ -38,6 +37,7 @@ from upsampler.io.formats import (
     VIDEO_SUFFIXES,
     WRITE_FORMATS,
 )
+from upsampler_cli.common import text_encoder_from_option, usage_error
 from upsampler_cli.reporting import exit_on_failures
 
 # Images whose tiles are at least this many get a second progress bar over their tiles.
@@ -69,11 +69,6 @@ class _Job:
     target: Path
     format: str  # Pillow format name (of an image or an animation); "" for a video
     kind: str = "image"  # "image", "animation" or "video"
-
-
-def _usage_error(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -179,20 +174,6 @@ def _plan(
             taken[resolved] = source
             jobs.append(_Job(source, target, pil_format, kind))
     return jobs, failed
-
-
-def _text_encoder(spec: str | None, weights: str | None):
-    from upsampler.text import load_text_encoder
-
-    if spec is None:
-        return None
-    backend, _, name = spec.partition(":")
-    if not name:
-        _usage_error(f"--text-encoder must be BACKEND:NAME (e.g. open_clip:ViT-B-32), got {spec!r}")
-    try:
-        return load_text_encoder(backend, name, weights)
-    except Exception as error:  # unavailable weights, unknown backend: say so and stop
-        _usage_error(f"cannot load text encoder {spec!r}: {error}")
 
 
 def _caption(source: Path, prompt: str | None) -> str:
@@ -331,25 +312,25 @@ def upscale(
     from upsampler_cli.workers import Workers
 
     if os.sep in suffix or (os.altsep and os.altsep in suffix) or ".." in suffix:
-        _usage_error(f"--suffix must not contain path separators or '..', got {suffix!r}")
+        usage_error(f"--suffix must not contain path separators or '..', got {suffix!r}")
     if output.exists() and not output.is_dir():
-        _usage_error(f"--output {output} exists and is not a folder")
+        usage_error(f"--output {output} exists and is not a folder")
     _refuse_input_in_output(inputs, output)
 
     if crf is not None and video_codec is VideoCodec.ffv1:
-        _usage_error("--crf is for h264 and h265; ffv1 is lossless")
+        usage_error("--crf is for h264 and h265; ffv1 is lossless")
     if fps is not None:
         from upsampler.inference.video import _rate
 
         try:
             _rate(fps)
         except ValueError as error:
-            _usage_error(f"--{error}")
+            usage_error(f"--{error}")
     found, failed = _collect(inputs, output, recursive)
     jobs, unplannable = _plan(found, output, format, suffix, video_codec.value, max_pixels)
     failed += unplannable
     if not jobs and not failed:
-        _usage_error("no images or videos found in the inputs")
+        usage_error("no images or videos found in the inputs")
     _check_writable(output)
     workers = Workers.from_environment(device)
     started = time.time()
@@ -429,7 +410,7 @@ def _refuse_input_in_output(inputs: list[Path], output: Path) -> None:
     for item in inputs:
         if item.is_dir() and _inside(item.resolve(), out_dir):
             where = "is" if item.resolve() == out_dir else "is inside"
-            _usage_error(
+            usage_error(
                 f"input folder {item} {where} the output folder {output}: outputs must go to a "
                 f"folder of their own (e.g. -o {item.resolve().name}_upscaled), which may lie "
                 "inside the input folder"
@@ -444,7 +425,7 @@ def _check_writable(output: Path) -> None:
         os.close(descriptor)
         os.unlink(probe)
     except OSError as error:
-        _usage_error(f"cannot write to the output folder {output}: {error.strerror or error}")
+        usage_error(f"cannot write to the output folder {output}: {error.strerror or error}")
 
 
 def _load_upscaler(
@@ -466,17 +447,17 @@ def _load_upscaler(
             model, device=device, dtype=dtype, revision=revision, backend=backend
         )
     except Exception as error:  # missing weights, bad device or dtype: nothing can run
-        _usage_error(str(error))
+        usage_error(str(error))
     if upscaler.text_conditioning:
         if text_encoder is None:
-            _usage_error(f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME")
-        upscaler.text_encoder = _text_encoder(text_encoder, text_weights)
+            usage_error(f"model {model!r} is text-conditioned: give --text-encoder BACKEND:NAME")
+        upscaler.text_encoder = text_encoder_from_option(text_encoder, text_weights)
     elif prompt is not None:
-        _usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
+        usage_error(f"model {model!r} is unconditional: --prompt has no effect on it")
     if tile is not None and tile % upscaler.size_multiple:
-        _usage_error(f"--tile must be a multiple of {upscaler.size_multiple}, got {tile}")
+        usage_error(f"--tile must be a multiple of {upscaler.size_multiple}, got {tile}")
     if tile is not None and tile_overlap is not None and tile_overlap > tile // 2:
-        _usage_error(
+        usage_error(
             f"--tile-overlap must be at most half the tile ({tile // 2}), got {tile_overlap}"
         )
     return upscaler

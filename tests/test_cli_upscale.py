@@ -355,7 +355,7 @@ def test_sidecar_captions_steer_a_text_conditioned_model(tmp_path, monkeypatch):
         def encode(self, texts):
             return TextEmbeddings.cat([random_text(1, seed=len(text)) for text in texts])
 
-    monkeypatch.setattr(command, "_text_encoder", lambda spec, weights: CaptionEncoder())
+    monkeypatch.setattr(command, "text_encoder_from_option", lambda spec, weights: CaptionEncoder())
     tiny_generator(text_conditioning=True).save_pretrained(tmp_path / "text-model")
     image = Image.fromarray(pixels(8, 8, 3))
     for name, caption in (("a", "a cat"), ("b", "a dog on a beach"), ("c", "a bat")):
