@@ -298,10 +298,16 @@ def test_bad_videos_are_reported_and_the_others_still_made(tmp_path, model_dir):
         frame.sample_rate, frame.pts = 8000, 0
         for packet in [*sound.encode(frame), *sound.encode()]:
             output.mux(packet)
+    # A Matroska file whose video track names a codec no FFmpeg knows.
+    make_clip(tmp_path / "h264.mkv", frames=4, audio=False, subtitles=False)
+    data = (tmp_path / "h264.mkv").read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1
+    (folder / "unknown.mkv").write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_NOSUCH/CODEC0"))
     args = ["upscale", str(folder), "-o", str(tmp_path / "out"), "--model", str(model_dir)]
     result = runner.invoke(app, [*args, "--no-progress"])
     assert result.exit_code == 1
-    assert "done 2, skipped 0, failed 2" in result.output, result.output
+    assert "done 2, skipped 0, failed 3" in result.output, result.output
+    assert f"{folder / 'unknown.mkv'}: no decoder for its video codec" in result.output
     assert f"{folder / 'truncated.mp4'}: not a video, or corrupt or truncated" in result.output
     assert f"{folder / 'sound.mkv'}: no video stream" in result.output
     assert "notes.txt" not in result.output
