@@ -281,6 +281,37 @@ def test_animated_gif_keeps_durations_and_loop(tmp_path, model_dir):
     assert result.exit_code == 1 and "animation cannot be written as jpg" in result.output
 
 
+@pytest.mark.parametrize(("suffix", "mode"), [(".webp", "RGB"), (".png", "RGBA")])
+def test_animated_webp_and_png_keep_durations_loop_and_alpha(tmp_path, model_dir, suffix, mode):
+    rng = np.random.default_rng(1)
+    channels = len(mode)
+    frames = [
+        Image.fromarray(rng.integers(1, 256, (6, 8, channels), dtype=np.uint8), mode)
+        for _ in range(3)
+    ]
+    durations = [50, 100, 250]
+    extra = {"lossless": True} if suffix == ".webp" else {}
+    source = tmp_path / f"in{suffix}"
+    frames[0].save(
+        source, save_all=True, append_images=frames[1:], duration=durations, loop=2, **extra
+    )
+    args = ["upscale", str(source), "-o", str(tmp_path / "out"), "--model", str(model_dir)]
+    result = runner.invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / source.name) as image:
+        assert image.n_frames == 3 and image.size == (32, 24)
+        assert image.info["loop"] == 2
+        found = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            image.load()  # WebP states a frame's duration once the frame is decoded
+            found.append(image.info["duration"])
+            if mode == "RGBA":
+                alpha = np.asarray(image.convert("RGBA"))[..., 3]
+                assert alpha.min() < 255  # the source's transparency is kept
+    assert found == durations
+
+
 def test_bad_videos_are_reported_and_the_others_still_made(tmp_path, model_dir):
     folder = tmp_path / "in"
     folder.mkdir()
