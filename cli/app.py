@@ -6,6 +6,8 @@ typer and never prints, so everything user-facing (progress, summaries, exit cod
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 import upsampler
@@ -91,7 +93,23 @@ def _register() -> None:
     app.add_typer(convert_app, name="convert")
 
 
+def _reflowed(doc: str) -> str:
+    """A command's docstring as help: each paragraph on one line, so that the terminal wraps it
+    (typer keeps a docstring's single line breaks, which leaves ragged lines in 80 columns)."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = _reflowed(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
 _register()
+_reflow_help(app)
 
 
 def main() -> None:
