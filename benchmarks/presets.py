@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet  # Real-ESRGAN x4plus's network
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from upsampler import GigaGANUpsampler, Upscaler
-from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet  # Real-ESRGAN x4plus's network
 
 BEGIN = "<!-- presets-table:begin -->"
 END = "<!-- presets-table:end -->"
