@@ -59,6 +59,14 @@ def random_text(batch: int, length: int = 5, seed: int = 0) -> TextEmbeddings:
 
 
 @pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny 4x generator saved as a model folder named ``tiny-4x``, as ``--model`` takes it."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-4x"
+    tiny_generator(scale=4).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """Run a module's tests on one torch thread: tiny models gain nothing from threads, and on a
     shared 2-core machine two processes that each spin two OpenMP threads slow each other down

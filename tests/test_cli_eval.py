@@ -16,7 +16,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from typer.testing import CliRunner
 
-from conftest import tiny_generator
 from upsampler.degradations import DegradationPipeline
 from upsampler.evaluation import (
     degradation_seed,
@@ -68,13 +67,6 @@ def data_dir(tmp_path_factory) -> Path:
     # Sorted after the photos, in a subfolder (the search is recursive).
     (folder / "sub").mkdir()
     (folder / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("models") / "tiny-4x"
-    tiny_generator(scale=4).save_pretrained(folder)
     return folder
 
 

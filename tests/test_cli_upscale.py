@@ -68,13 +68,6 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_generator().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def first_run(tmp_path_factory, model_dir):
     root = tmp_path_factory.mktemp("job")
     make_inputs(root / "in")

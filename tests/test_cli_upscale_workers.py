@@ -19,7 +19,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import tiny_generator
 from upsampler.io.claims import claim_path, leftover_parts, try_claim
 from upsampler_cli.app import app
 
@@ -37,13 +36,6 @@ def _images(folder: Path, count: int, size: int = 24) -> list[str]:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / name)
         names.append(name)
     return names
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_generator().save_pretrained(path)
-    return path
 
 
 def _environment() -> dict[str, str]:

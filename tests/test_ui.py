@@ -38,13 +38,6 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_generator(scale=4).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def page(model_dir, one_thread):
     page = Page(ModelShelf([str(model_dir)], builtins=False), max_pixels=MAX_PIXELS)
     page.launch(port=free_port())

@@ -133,13 +133,6 @@ def seconds(path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_generator().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def upscaler():
     return Upscaler(tiny_generator())
 
