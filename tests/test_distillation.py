@@ -82,6 +82,48 @@ def test_the_teacher_sees_the_students_input_and_its_loss_is_logged(
     assert all("teacher_reconstruction" in r for r in logged)
 
 
+def test_the_discriminator_can_take_the_teachers_outputs_as_real(
+    photos, tmp_path, compact_teacher, monkeypatch
+):
+    recipe = tiny_recipe(
+        photos,
+        tmp_path / "run",
+        teacher={"model": str(compact_teacher), "lpips": 0.0, "real": 0.5},
+        train={"steps": 4, "warmup_steps": 2},
+    )
+    trainer = Trainer(recipe_from_dict(recipe))
+    taught, seen = [], []
+    teach, discriminate = trainer._teach, trainer.discriminator.forward
+
+    def spy_teach(lq):
+        taught.append(teach(lq))
+        return taught[-1]
+
+    def spy_discriminator(images, *args):
+        seen.append(images[0].detach().clone())
+        return discriminate(images, *args)
+
+    monkeypatch.setattr(trainer, "_teach", spy_teach)
+    monkeypatch.setattr(trainer.discriminator, "forward", spy_discriminator)
+    trainer.train()
+    # Both GAN steps showed the discriminator that step's teacher outputs at full resolution.
+    for output in taught[2:]:
+        assert any(torch.equal(output, images) for images in seen)
+    logged = records(tmp_path / "run")
+    assert [("d_teacher_real" in r) for r in logged] == [False, False, True, True]
+    assert all(0 < r["d_teacher_real"] < 10 for r in logged[2:])
+
+    # Weight 0 (the default): the photos alone are real.
+    plain = tiny_recipe(
+        photos,
+        tmp_path / "plain",
+        teacher={"model": str(compact_teacher), "lpips": 0.0},
+        train={"steps": 4, "warmup_steps": 2},
+    )
+    Trainer(recipe_from_dict(plain)).train()
+    assert not any("d_teacher_real" in r for r in records(tmp_path / "plain"))
+
+
 def test_a_tiny_distillation_run_moves_toward_the_teacher(tmp_path, compact_teacher):
     folder = tmp_path / "one"
     folder.mkdir()
@@ -123,6 +165,7 @@ def test_resume_continues_exactly_with_a_teacher_that_has_style_noise(photos, tm
         ({"cache": "b"}, {"degradation": {"pool_size": 4}}, "degradation.pool_size cannot apply"),
         ({"cache": "b"}, {"degradation": {"clean_probability": 0.5}}, "clean_probability"),
         ({"model": "a", "lpips": -1.0}, {}, "teacher.lpips must be >= 0"),
+        ({"model": "a", "real": -0.5}, {}, "teacher.real must be >= 0"),
         ({"model": "a", "weight": 1.0}, {}, "unknown key teacher.weight"),
     ],
 )

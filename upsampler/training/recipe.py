@@ -185,6 +185,9 @@ class TeacherConfig:
     reconstruction: float = 1.0
     pyramid: float = 0.0
     lpips: float = 1.0
+    # GAN phase: the teacher's outputs as extra real samples for the discriminator, with this
+    # weight beside the photos' (0: photos only). R1 stays on the photos.
+    real: float = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -442,7 +445,7 @@ def _validate_teacher(recipe: Recipe) -> None:
             f"teacher.samples gives {len(counts)} counts for {len(teacher.caches)} caches: "
             "give one per cache, or one number for all"
         )
-    for name in ("reconstruction", "pyramid", "lpips"):
+    for name in ("reconstruction", "pyramid", "lpips", "real"):
         if getattr(teacher, name) < 0:
             raise RecipeError(f"teacher.{name} must be >= 0, got {getattr(teacher, name)}")
     if teacher.model and teacher.cache:

@@ -449,11 +449,11 @@ class Trainer:
                 # 2. Discriminator step (GAN phase only), with lazy R1 on real images.
                 if gan_phase:
                     apply_r1 = recipe.loss.r1_gamma > 0 and self.step % recipe.loss.r1_interval == 0
-                    for start, lq, hq, _, text, _ in self._micro_batches(
+                    for start, lq, hq, teacher, text, _ in self._micro_batches(
                         micro, lq_all, hq_all, teacher_all, text_all, captions
                     ):
                         logs_d = self._discriminator_step(
-                            lq, hq, text, apply_r1, accumulation, start
+                            lq, hq, teacher, text, apply_r1, accumulation, start
                         )
                         for k, v in logs_d.items():
                             logs[k] = logs.get(k, 0.0) + v / accumulation
@@ -536,8 +536,10 @@ class Trainer:
         real = target_pyramid(hq, [tuple(level.shape[-2:]) for level in fake])
         return fake, real
 
-    def _discriminator_step(self, lq, hq, text, apply_r1, accumulation, start) -> dict[str, float]:
-        loss_config = self.recipe.loss
+    def _discriminator_step(
+        self, lq, hq, teacher, text, apply_r1, accumulation, start
+    ) -> dict[str, float]:
+        loss_config, teacher_real = self.recipe.loss, self.recipe.teacher.real
         with torch.no_grad(), self._autocast():
             fake_output = self.generator(
                 lq,
@@ -561,6 +563,14 @@ class Trainer:
                 matching = torch.stack([F.softplus(logit).mean() for logit in wrong]).mean()
                 loss = loss + loss_config.matching_aware * matching
                 logs["d_matching"] = matching.item()
+            if teacher is not None and teacher_real > 0:
+                # The teacher's answers count as real too: clean, sharp outputs for exactly
+                # this input, a target the student can reach where a photo's detail is lost.
+                levels = [tuple(level.shape[-2:]) for level in fake]
+                taught = self.discriminator(target_pyramid(teacher.float(), levels), lq, text)
+                taught_real = torch.stack([F.softplus(-logit).mean() for logit in taught]).mean()
+                loss = loss + teacher_real * taught_real
+                logs["d_teacher_real"] = taught_real.item()
         if apply_r1:
             penalty = r1_penalty([logit.float() for logit in real_logits], real)
             # Scaled by the interval because it runs only every r1_interval steps.
