@@ -3,7 +3,9 @@
     python scripts/sample_figure.py data/val -o docs/images/nano-4x-samples.png \
         --image endless-sky_city11_0.png --image endless-sky_mfield1_0.png \
         --image endless-sky_snow0_0.png --image endless-sky_sea1_0.png \
-        --model nano-4x-psnr --model nano-4x --degradation realesrgan
+        --model ~/models/nano-4x-previous --label "nano-4x (previous)" --model nano-4x \
+        --model ~/models/RealESRGAN_x4plus.safetensors --label "Real-ESRGAN (teacher)" \
+        --degradation realesrgan
 
 (the README's figure; ``--degradation bicubic -o docs/images/nano-4x-samples-bicubic.png`` makes
 its clean-input companion).
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     parser.add_argument("--image", action="append", default=[], help="file name (repeatable)")
     parser.add_argument("--model", action="append", default=[], help="model name or folder")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="panel title of each --model, in the same order (default: the model's name)",
+    )
     parser.add_argument("--degradation", default="realesrgan")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give at least one --model")
+    if args.label and len(args.label) != len(args.model):
+        parser.error(f"{len(args.label)} --label for {len(args.model)} --model: give one per model")
 
     paths = list_images(args.data)
     if args.image:
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         upscaler_method(model, scale=args.scale, seed=args.seed, device="cpu")
         for model in args.model
     ]
+    labels = ["bicubic"] + (args.label or [method.name for method in methods[1:]])
     crop, scale = args.crop, args.scale
     rows = []
     for path in paths:
@@ -87,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"LQ ({args.degradation})",
             )
         ]
-        for method in methods:
+        for method, label in zip(methods, labels, strict=True):
             output = method.upscale(lq).cpu()
-            panels.append(labelled(to_pil_rgb(output[..., window[0], window[1]]), method.name))
+            panels.append(labelled(to_pil_rgb(output[..., window[0], window[1]]), label))
         panels.append(labelled(to_pil_rgb(hq[..., window[0], window[1]]), "HQ"))
         row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
         for index, panel in enumerate(panels):
