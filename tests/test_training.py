@@ -414,6 +414,23 @@ def test_the_psnr_release_recipe_trains_the_student_for_fidelity():
     assert not psnr.teacher.enabled and not psnr.train.init_from
 
 
+def test_the_default_release_recipe_distils_from_the_psnr_release():
+    """nano-4x comes from recipes/distil-4x.toml: nano-4x-psnr's weights taught by the cached
+    teacher on degraded and clean inputs alike, as its model card says; both releases are
+    therefore the same architecture."""
+    recipes = Path(__file__).parents[1] / "recipes"
+    distil = load_recipe(recipes / "distil-4x.toml")
+    assert distil.train.init_from == "nano-4x-psnr"
+    assert distil.teacher.samples == [2048, 2048]  # half degraded, half clean
+    assert distil.train.warmup_steps == distil.train.steps == 8_000  # no GAN phase
+    weights = Path(__file__).parents[1] / "upsampler" / "weights"
+    configs = [
+        json.loads((weights / name / "config.json").read_text())
+        for name in ("nano-4x", "nano-4x-psnr")
+    ]
+    assert configs[0] == configs[1]
+
+
 def test_text_conditioned_training_with_an_embedding_cache(photos, tmp_path):
     """A text model trains on sidecar captions (matching-aware loss on), caches embeddings on disk."""
     from safetensors import safe_open
