@@ -41,6 +41,22 @@ def test_one_row_per_image_and_one_panel_per_model(sample_figure, photos, model_
     with Image.open(output) as figure:
         # LQ, bicubic, two models and HQ across; two images down, each panel under its label.
         assert figure.size == (5 * 32, 2 * (32 + sample_figure.LABEL_HEIGHT))
+        labelled = np.asarray(figure.convert("RGB"))
+
+    # The same figure with the default titles (both models' names alike): only the two model
+    # panels' title strips differ, and the "old" and "new" titles differ from each other.
+    default = tmp_path / "default.png"
+    argv = [str(photos), "-o", str(default), "--crop", "32", "--degradation", "bicubic"]
+    assert sample_figure.main([*argv, "--model", str(model_dir), "--model", str(model_dir)]) == 0
+    with Image.open(default) as figure:
+        unlabelled = np.asarray(figure.convert("RGB"))
+    title = slice(0, sample_figure.LABEL_HEIGHT)
+    columns = [slice(32 * i, 32 * (i + 1)) for i in range(5)]
+    changed = [not np.array_equal(labelled[title, c], unlabelled[title, c]) for c in columns]
+    assert changed == [False, False, True, True, False]
+    assert not np.array_equal(labelled[title, columns[2]], labelled[title, columns[3]])
+    pictures = slice(sample_figure.LABEL_HEIGHT, sample_figure.LABEL_HEIGHT + 32)  # first row
+    assert np.array_equal(labelled[pictures], unlabelled[pictures])
 
 
 def test_labels_must_match_the_models(sample_figure, photos, model_dir, tmp_path, capsys):
