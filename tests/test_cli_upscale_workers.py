@@ -183,10 +183,13 @@ def reference(tmp_path_factory, model_dir):
     return root / "in", _pixels(root / "out"), names
 
 
-def test_ctrl_c_reports_what_was_done_and_exits_1(tmp_path, reference, model_dir):
-    inputs, _, names = reference
-    out = tmp_path / "out"
-    # 48 px inputs with 8 px tiles: a few hundred model calls an image, so Ctrl-C lands mid-run.
+def test_ctrl_c_reports_what_was_done_and_exits_1(tmp_path, model_dir):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    # A small first image, then larger ones that take seconds each with 8 px tiles (over a
+    # thousand model calls): Ctrl-C, sent when the first output appears, lands mid-run even on
+    # a fast or busy machine.
+    names = _images(inputs, 4, size=160)
+    _images(inputs, 1, size=48)  # image-00, small
     command = _upscale_command(str(inputs), "-o", str(out), "-m", str(model_dir), "--tile", "8")
     child = subprocess.Popen(
         command, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
