@@ -73,8 +73,8 @@ def bench(
     presets: str = typer.Option(
         "nano",
         "--presets",
-        help="Comma-separated GigaGAN presets (`upsampler presets` lists them; nano-4x is "
-        "`nano`, nano-4x-psnr is `student`).",
+        help="Comma-separated GigaGAN presets (`upsampler presets` lists them; nano-4x and "
+        "nano-4x-psnr are `student`).",
     ),
     sizes: str = typer.Option(
         "128x128,256x256,512x512",
@@ -145,11 +145,7 @@ def bench(
                     )
                 )
 
-    header = (
-        "| method | parameters | input | output | s / image | output MP/s | s / output MP "
-        "| GFLOP | GFLOP/s | peak RSS | peak GPU |"
-    )
-    typer.echo(header)
+    typer.echo(HEADER)
     typer.echo("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     load_before = os.getloadavg()[0]
     results = []
@@ -184,6 +180,12 @@ def _label(spec: dict) -> str:
     return f"gigagan `{spec['preset']}`" + ("" if path == "default" else f" ({path})")
 
 
+HEADER = (
+    "| method | parameters | input | output | s / image | output MP/s | s / output MP "
+    "| GFLOP | GFLOP/s | peak RSS | peak GPU |"
+)
+
+
 def _row(result: dict) -> str:
     """One table row: a measurement, or the reason it failed."""
     label = _label(result)
@@ -196,7 +198,7 @@ def _row(result: dict) -> str:
         return f"| {label} | | {size_in} | {size_out} | failed: {result['error']} |||||||"
     seconds = statistics.median(result["seconds"])
     if result["method"] == "conv-peak":
-        rates = "| - | - | - "
+        rates = "| - | - "  # no output image
     else:
         megapixels = 16 * result["width"] * result["height"] / 1e6
         rates = f"| {megapixels / seconds:.2f} | {seconds / megapixels:.3f} "

@@ -274,8 +274,39 @@ def test_bench_command_prints_a_table(tmp_path):
         "rrdbnet",
     ]
     assert "64x64" in rows[2] and (tmp_path / "bench.json").is_file()
+    assert {row.count("|") for row in rows} == {rows[0].count("|")}  # every row, every column
     assert "16x16 -> 64x64: gigagan `nano` is " in result.output
     assert "convolution peak: " in result.output and "% of the peak" in result.output
+
+
+def test_bench_rows_have_the_headers_columns():
+    from upsampler_cli.bench import HEADER, _row
+
+    def cells(line):
+        assert line.startswith("| ") and line.endswith("|")
+        return [cell.strip() for cell in line[1:-1].split("|")]
+
+    columns = cells(HEADER)
+    common = dict(parameters=2.5e6, seconds=[2.0], peak_rss_bytes=2**30, peak_gpu_bytes=0)
+    peak = dict(method="conv-peak", preset=None, path=None, width=0, height=0, flops=4.8e9)
+    peak.update(common, seconds=[0.025], config="64x256x256 channels-last")
+    nano = dict(method="gigagan", preset="nano", path="default", width=256, height=256)
+    bicubic = dict(method="bicubic", preset=None, path=None, width=256, height=256, flops=None)
+    failed = {**nano, "error": "timed out"}
+    rows = {
+        "peak": cells(_row(peak)),
+        "nano": cells(_row({**nano, **common, "flops": 46.8e9})),
+        "bicubic": cells(_row({**bicubic, **common})),
+        "failed": cells(_row(failed)),
+    }
+    for name, row in rows.items():
+        assert len(row) == len(columns), (name, row)
+    named = {name: dict(zip(columns, row, strict=True)) for name, row in rows.items()}
+    assert named["peak"]["GFLOP"] == "4.8" and named["peak"]["GFLOP/s"] == "192.0"
+    assert named["peak"]["output MP/s"] == "-" and named["peak"]["peak RSS"] == "1.00 GiB"
+    assert named["nano"]["s / output MP"] == "1.907" and named["nano"]["GFLOP/s"] == "23.4"
+    assert named["bicubic"]["GFLOP"] == "-" and named["bicubic"]["output"] == "1024x1024"
+    assert named["failed"]["s / image"] == "failed: timed out"
 
 
 def test_bench_prints_each_models_speed_against_rrdbnet():
