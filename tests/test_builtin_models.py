@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from upsampler import Upscaler
+from upsampler import GigaGANUpsampler, Upscaler
 from upsampler.evaluation.evaluate import evaluate
 from upsampler.evaluation.methods import interpolation_method, upscaler_method
 from upsampler.losses.lpips_weights import default_weights_dir, missing_weight_files
@@ -30,6 +30,12 @@ def test_release_ships_inside_the_package(name):
     config = json.loads((folder / "config.json").read_text())
     assert config["scale"] == BUILTIN_MODELS[name].scale
     assert config["text_conditioning"] is BUILTIN_MODELS[name].text_conditioning
+    # The listing's preset is the architecture the weights were saved with.
+    builtin = BUILTIN_MODELS[name]
+    preset = GigaGANUpsampler.preset_config(builtin.preset, scale=builtin.scale)
+    assert {key: config[key] for key in preset if key in config} == {
+        key: value for key, value in preset.items() if key in config
+    }
     assert "_name_or_path" not in config  # no path of the machine that trained it
     card = (folder / "README.md").read_text()
     for heading in ("## Training", "## Metrics", "## Licence", "## Limitations"):

@@ -47,14 +47,15 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     for model in (
         BuiltinModel(
             name="nano-4x",
-            preset="nano",
+            preset="student",
             scale=4,
             text_conditioning=False,
-            description="CPU-friendly unconditional 4x GAN upsampler for real photos",
+            description="CPU-friendly unconditional 4x upsampler for real photos, distilled from "
+            "Real-ESRGAN x4plus",
         ),
         BuiltinModel(
             name="nano-4x-psnr",
-            preset="nano",
+            preset="student",
             scale=4,
             text_conditioning=False,
             description="the same network trained for fidelity on clean inputs (L1 only): no invented detail",
