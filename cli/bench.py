@@ -64,8 +64,9 @@ def _measure(spec: dict, timeout: float) -> dict:
         timeout=timeout,
     )
     if completed.returncode != 0:
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-        return {"error": " | ".join(tail) or f"exit code {completed.returncode}"}
+        # The last line of the worker's output: the exception, without its traceback.
+        lines = (completed.stderr or completed.stdout).strip().splitlines()
+        return {"error": lines[-1].strip() if lines else f"exit code {completed.returncode}"}
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -120,6 +121,22 @@ def bench(
     if unknown := [p for p in path_list if p not in PATHS]:
         raise typer.BadParameter(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
     size_list = [_parse_size(s) for s in _split(sizes)]
+    preset_list = _split(presets)
+    if "gigagan" in chosen:
+        from upsampler.models.generator import GigaGANUpsampler
+        from upsampler.models.registry import BUILTIN_MODELS
+
+        known = GigaGANUpsampler.preset_names()
+        if unknown := [p for p in preset_list if p not in known]:
+            hints = "".join(
+                f" ({name} is the `{BUILTIN_MODELS[name].preset}` preset)"
+                for name in unknown
+                if name in BUILTIN_MODELS
+            )
+            raise typer.BadParameter(
+                f"unknown presets {unknown}{hints}; choose from {', '.join(known)}",
+                param_hint="--presets",
+            )
     common = dict(device=device, dtype=dtype, repeats=repeats, warmup=warmup)
     runs = []
     if "conv-peak" in chosen:
@@ -129,7 +146,7 @@ def bench(
     for width, height in size_list:
         for method in (m for m in chosen if m != "conv-peak"):
             if method == "gigagan":
-                variants = [(name, path) for name in _split(presets) for path in path_list]
+                variants = [(name, path) for name in preset_list for path in path_list]
             else:
                 variants = [(None, None)]
             for name, path in variants:
@@ -195,7 +212,8 @@ def _row(result: dict) -> str:
         size_in = f"{result['width']}x{result['height']}"
         size_out = f"{4 * result['width']}x{4 * result['height']}"
     if "error" in result:
-        return f"| {label} | | {size_in} | {size_out} | failed: {result['error']} |||||||"
+        error = result["error"].replace("|", "\\|")  # a table cell
+        return f"| {label} | | {size_in} | {size_out} | failed: {error} |||||||"
     seconds = statistics.median(result["seconds"])
     if result["method"] == "conv-peak":
         rates = "| - | - "  # no output image

@@ -84,7 +84,8 @@ def degrade(
     preset: str = typer.Option(
         "realesrgan",
         "--preset",
-        help="realesrgan, bicubic or diffusion; or a TOML recipe whose degradation table has stages.",
+        help="realesrgan, bicubic or diffusion; or a TOML file of stages, or a recipe (its "
+        "degradation table: a preset or stages).",
     ),
     scale: int = typer.Option(
         4, "--scale", min=1, help="Downscaling factor (4 or 8 for our models)."

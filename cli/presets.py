@@ -7,7 +7,7 @@ import typer
 
 def presets(
     scale: int = typer.Option(
-        4, "--scale", help="Upscaling factor the sizes are given for (4 or 8)."
+        4, "--scale", help="Upscaling factor the counts are given for (2, 4 or 8)."
     ),
     text: bool = typer.Option(
         False,
@@ -16,8 +16,11 @@ def presets(
     ),
 ) -> None:
     """List the generator presets with their parameter counts."""
-    from upsampler.models.generator import GigaGANUpsampler
+    from upsampler.models.generator import SUPPORTED_SCALES, GigaGANUpsampler
 
+    if scale not in SUPPORTED_SCALES:
+        choices = ", ".join(map(str, SUPPORTED_SCALES))
+        raise typer.BadParameter(f"must be one of {choices}, got {scale}", param_hint="--scale")
     typer.echo(
         f"{'preset':<8} {'parameters':>14}  (scale {scale}, {'text' if text else 'unconditional'})"
     )

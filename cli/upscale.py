@@ -20,6 +20,7 @@ input failed or the run was interrupted (2 for usage errors such as an unknown m
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -184,6 +185,12 @@ def _caption(source: Path, prompt: str | None) -> str:
     return sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""
 
 
+def _positive_scale(value: float | None) -> float | None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"must be a positive number, got {value}")
+    return value
+
+
 def upscale(
     inputs: list[Path] = typer.Argument(
         ..., help="Image and video files, and folders of them (videos found by probing)."
@@ -198,6 +205,7 @@ def upscale(
         "-s",
         help="Output scale (default: the model's). Beyond it the model is re-applied "
         "(4x twice for 8x or 16x); other factors end with a high-quality resize.",
+        callback=_positive_scale,
     ),
     model: str = typer.Option(
         "nano-4x",
@@ -244,7 +252,7 @@ def upscale(
         Backend.torch,
         "--backend",
         help="torch, or onnxruntime: each image's style is folded, exported to ONNX once and "
-        "run by ONNX Runtime on the CPU in fp32 (needs upsampler[onnx]). A MODEL.onnx file "
+        "run by ONNX Runtime on the CPU in fp32 (needs upsampler\\[onnx]). A MODEL.onnx file "
         "runs in ONNX Runtime either way.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of each image's style noise z."),

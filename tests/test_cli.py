@@ -132,6 +132,33 @@ def test_presets_lists_parameter_counts():
     )
 
 
+def test_bad_option_values_are_usage_errors_before_any_work(tmp_path):
+    # exit status 2 and the option named, before a model loads or a folder is made
+    result = runner.invoke(app, ["presets", "--scale", "3"])
+    assert result.exit_code == 2 and "must be one of 2, 4, 8, got 3" in plain(result.output)
+    result = runner.invoke(app, ["bench", "--presets", "nano-4x", "--sizes", "16x16"])
+    text = plain(result.output)
+    assert result.exit_code == 2 and "unknown presets ['nano-4x']" in text
+    assert "(nano-4x is the `student` preset)" in text and "choose from nano," in text
+    image = tmp_path / "a.png"
+    image.write_bytes(b"not read")
+    for scale in ("0", "-2", "nan", "inf"):
+        result = runner.invoke(
+            app, ["upscale", str(image), "-o", str(tmp_path / "out"), "-s", scale]
+        )
+        assert result.exit_code == 2, (scale, result.output)
+        assert "--scale" in plain(result.output) and "must be a positive number" in plain(
+            result.output
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_shows_the_extras_to_install():
+    # Rich markup would eat "[onnx]" unless escaped.
+    result = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "200"})
+    assert "needs upsampler[onnx]" in plain(result.output)
+
+
 def test_console_script_is_installed(tmp_path):
     # Run away from the checkout so only installed packages are importable: the cli/ folder is
     # installed as upsampler_cli, never as a top-level "cli" module that would shadow others.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -284,7 +285,7 @@ def test_bench_rows_have_the_headers_columns():
 
     def cells(line):
         assert line.startswith("| ") and line.endswith("|")
-        return [cell.strip() for cell in line[1:-1].split("|")]
+        return [cell.strip() for cell in re.split(r"(?<!\\)\|", line[1:-1])]
 
     columns = cells(HEADER)
     common = dict(parameters=2.5e6, seconds=[2.0], peak_rss_bytes=2**30, peak_gpu_bytes=0)
@@ -292,7 +293,7 @@ def test_bench_rows_have_the_headers_columns():
     peak.update(common, seconds=[0.025], config="64x256x256 channels-last")
     nano = dict(method="gigagan", preset="nano", path="default", width=256, height=256)
     bicubic = dict(method="bicubic", preset=None, path=None, width=256, height=256, flops=None)
-    failed = {**nano, "error": "timed out"}
+    failed = {**nano, "error": "ValueError: a | b"}  # a pipe in a message stays in its cell
     rows = {
         "peak": cells(_row(peak)),
         "nano": cells(_row({**nano, **common, "flops": 46.8e9})),
@@ -306,7 +307,7 @@ def test_bench_rows_have_the_headers_columns():
     assert named["peak"]["output MP/s"] == "-" and named["peak"]["peak RSS"] == "1.00 GiB"
     assert named["nano"]["s / output MP"] == "1.907" and named["nano"]["GFLOP/s"] == "23.4"
     assert named["bicubic"]["GFLOP"] == "-" and named["bicubic"]["output"] == "1024x1024"
-    assert named["failed"]["s / image"] == "failed: timed out"
+    assert named["failed"]["s / image"] == "failed: ValueError: a \\| b"
 
 
 def test_bench_prints_each_models_speed_against_rrdbnet():
