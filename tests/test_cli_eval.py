@@ -252,3 +252,51 @@ def test_images_over_max_pixels_are_skipped_with_the_flag_named(real_weights, da
     assert result.exit_code == 1, result.output
     assert "1 images" in result.output or "1 image" in result.output
     assert result.output.count("--max-pixels") >= len(SIZES) - 1
+
+
+def test_an_exactly_reproduced_image_is_left_out_of_every_psnr_mean():
+    from upsampler.evaluation import EvaluationReport, ImageScore, MethodScores, format_table
+
+    def score(name, value):
+        return ImageScore(image=name, psnr=value, ssim=1.0, lpips=0.0, seconds=0.1)
+
+    def report(*methods):
+        return EvaluationReport(
+            data_dir="d",
+            degradation="bicubic",
+            scale=4,
+            seed=0,
+            crop_border=4,
+            y_channel=True,
+            lpips_net="alex",
+            images=("flat.png", "photo.png"),
+            methods=methods,
+        )
+
+    # A flat image that bicubic reproduces exactly has an infinite PSNR; the model's 40 dB on
+    # it is left out too, so both means are over the same images.
+    bicubic = MethodScores("bicubic", (score("flat.png", math.inf), score("photo.png", 30.0)))
+    model = MethodScores("model", (score("flat.png", 40.0), score("photo.png", 32.0)))
+    mixed = report(bicubic, model)
+    assert mixed.exact_images == ("flat.png",)
+    assert (mixed.psnr(bicubic), mixed.psnr(model)) == (30.0, 32.0)
+    assert bicubic.psnr == math.inf and model.psnr == 36.0  # the plain means
+    note = (
+        "PSNR means leave out 1 of 2 images that bicubic reproduced exactly (infinite PSNR): "
+        "flat.png"
+    )
+    for markdown in (False, True):
+        table = format_table(mixed, markdown=markdown)
+        assert "30.00" in table and "32.00" in table and note in table
+        assert "inf" not in table.replace("infinite", "")
+    data = mixed.to_dict()
+    assert data["psnr_left_out"] == ["flat.png"]
+    assert data["methods"]["bicubic"]["psnr"] == 30.0 and data["methods"]["model"]["psnr"] == 32.0
+    assert data["methods"]["bicubic"]["images"][0]["psnr"] is None  # JSON has no inf
+    # Nothing exact: the means of all images, no note.
+    clean = report(model)
+    assert clean.psnr(model) == 36.0 and clean.psnr_note() is None
+    assert "PSNR means" not in format_table(clean) and clean.to_dict()["psnr_left_out"] == []
+    # Every image exact: nothing to average, and the mean says so.
+    exact = MethodScores("exact", (score("flat.png", math.inf), score("photo.png", math.inf)))
+    assert report(exact).psnr(exact) == math.inf

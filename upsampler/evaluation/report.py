@@ -35,6 +35,8 @@ class MethodScores:
 
     @property
     def psnr(self) -> float:
+        """The mean over all images (inf if any is reproduced exactly; the report's
+        :meth:`EvaluationReport.psnr` leaves those out for every method)."""
         return _mean([score.psnr for score in self.images])
 
     @property
@@ -69,6 +71,33 @@ class EvaluationReport:
     methods: tuple[MethodScores, ...]
     skipped: tuple[tuple[str, str], ...] = field(default=())
 
+    @property
+    def exact_images(self) -> tuple[str, ...]:
+        """Images some method reproduced exactly (infinite PSNR; a flat colour, say): every
+        method's PSNR mean leaves them out, so that the means stay finite and comparable."""
+        return tuple(
+            image
+            for image in self.images
+            if any(s.image == image and s.psnr == math.inf for m in self.methods for s in m.images)
+        )
+
+    def psnr(self, method: MethodScores) -> float:
+        """``method``'s PSNR mean over the images no method reproduced exactly (inf when
+        that leaves none)."""
+        exact = set(self.exact_images)
+        kept = [score.psnr for score in method.images if score.image not in exact]
+        return _mean(kept) if kept or not method.images else math.inf
+
+    def psnr_note(self) -> str | None:
+        """The line saying which images the PSNR means leave out, if any."""
+        if not (exact := self.exact_images):
+            return None
+        methods = [m.name for m in self.methods if any(s.psnr == math.inf for s in m.images)]
+        return (
+            f"PSNR means leave out {len(exact)} of {len(self.images)} images that "
+            f"{', '.join(methods)} reproduced exactly (infinite PSNR): {', '.join(exact)}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, per-method means and per-image values (inf/nan -> null)."""
         return {
@@ -81,9 +110,10 @@ class EvaluationReport:
             "lpips_net": self.lpips_net,
             "num_images": len(self.images),
             "skipped": [{"image": image, "reason": reason} for image, reason in self.skipped],
+            "psnr_left_out": list(self.exact_images),
             "methods": {
                 method.name: {
-                    "psnr": _json_number(method.psnr),
+                    "psnr": _json_number(self.psnr(method)),
                     "ssim": _json_number(method.ssim),
                     "lpips": _json_number(method.lpips),
                     "seconds_per_image": _json_number(method.seconds_per_image),
@@ -116,17 +146,18 @@ def format_table(report: EvaluationReport, *, markdown: bool = False) -> str:
     rows = [
         [
             method.name,
-            f"{method.psnr:.2f}",
+            f"{report.psnr(method):.2f}",
             f"{method.ssim:.4f}",
             f"{method.lpips:.4f}",
             f"{method.seconds_per_image:.3f}",
         ]
         for method in report.methods
     ]
+    notes = [note] if (note := report.psnr_note()) else []
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
+        return "\n".join(lines + ([""] + notes if notes else []))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
@@ -135,4 +166,4 @@ def format_table(report: EvaluationReport, *, markdown: bool = False) -> str:
         ]
         lines.append("  ".join(cells))
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
