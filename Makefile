@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch and torchvision are pinned to the releases the project is tested with (see DESIGN.md):
+# torch and torchvision are pinned to the releases the project is tested with:
 # PyPI's torchvision does not import beside other torch builds, and lpips / open_clip need it.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
