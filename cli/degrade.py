@@ -104,6 +104,7 @@ def degrade(
         min=1,
         help="Refuse inputs with more pixels than this (decompression-bomb guard).",
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Degrade photos the way training will, to see what a model learns from.
 
@@ -145,7 +146,7 @@ def degrade(
     used_stems: set[str] = set()
     failures: list[tuple[Path, str]] = []
     written = 0
-    for index, path in enumerate(tqdm(paths, unit="image", desc="degrading")):
+    for index, path in enumerate(tqdm(paths, unit="image", desc="degrading", disable=not progress)):
         stem = _unique_stem(path.stem, used_stems)
         try:
             image = _center_crop(_load_rgb(path, max_pixels), scale)

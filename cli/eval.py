@@ -71,6 +71,7 @@ def eval_command(
         help="Skip (and report) images larger than this many pixels: a guard against "
         "decompression bombs; raise it for very large photos.",
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Score models beside bicubic and Lanczos: PSNR, SSIM, LPIPS and seconds per image.
 
@@ -120,12 +121,17 @@ def eval_command(
     except (ValueError, OSError, ModelUnavailableError, SpandrelUnavailableError) as error:
         raise fail(error) from error
 
-    bar = tqdm(unit="image", dynamic_ncols=True, leave=False)
+    bars: list[tqdm] = []  # made at the first image, when the count is known
 
     def on_image(index: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.set_postfix_str(name, refresh=False)
-        bar.update(1)
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=total, unit="image", dynamic_ncols=True, leave=False, disable=not progress
+                )
+            )
+        bars[0].set_postfix_str(name, refresh=False)
+        bars[0].update(1)
 
     try:
         report = evaluate(
@@ -144,9 +150,11 @@ def eval_command(
             max_pixels=max_pixels,
         )
     except (ValueError, OSError) as error:  # LPIPSWeightsNotFoundError is a FileNotFoundError
-        bar.close()
+        for bar in bars:
+            bar.close()
         raise fail(error) from error
-    bar.close()
+    for bar in bars:
+        bar.close()
 
     channel = "RGB" if rgb else "Y (BT.601)"
     typer.echo(

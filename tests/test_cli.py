@@ -52,7 +52,7 @@ SUBCOMMANDS = {
     ),
     "degrade": (
         "Degrade photos",
-        ["--output", "--preset", "--scale", "--seed", "--count", "--sheet"],
+        ["--output", "--preset", "--scale", "--seed", "--count", "--sheet", "--progress"],
     ),
     "teacher-cache": (
         "Cache a teacher's outputs",
@@ -67,7 +67,16 @@ SUBCOMMANDS = {
     "prepare-lpips": ("Prepare real LPIPS weights", ["--source", "--output", "--if-missing"]),
     "eval": (
         "Score models beside bicubic",
-        ["--model", "--baseline", "--degradation", "--scale", "--seed", "--json", "--max-pixels"],
+        [
+            "--model",
+            "--baseline",
+            "--degradation",
+            "--scale",
+            "--seed",
+            "--json",
+            "--max-pixels",
+            "--progress",
+        ],
     ),
     "serve": (
         "Serve a web page for upscaling",

@@ -117,6 +117,15 @@ def test_degrade_is_reproducible_for_a_seed(tmp_path):
     assert run(0, "a") != run(1, "c")
 
 
+def test_degrade_progress_bar_can_be_turned_off(tmp_path):
+    photo = tmp_path / "photo.png"
+    _photo(64, 48).save(photo)
+    for flag, shown in (("--progress", True), ("--no-progress", False)):
+        result = runner.invoke(app, ["degrade", str(photo), "-o", str(tmp_path / flag), flag])
+        assert result.exit_code == 0, result.output
+        assert ("degrading" in result.stderr) is shown, result.stderr
+
+
 def test_degrade_presets_scale_and_recipe_file(tmp_path):
     photo = tmp_path / "photo.jpg"
     _photo(80, 64).save(photo, quality=95)
