@@ -86,20 +86,29 @@ def _collect(
     suffix, hidden ones skipped, sorted) and their videos as
     :func:`~upsampler.io.video.find_videos` does (video suffixes, and other files FFmpeg probes
     as video), recursing into subfolders with ``recursive``; anything inside the output folder
-    is left out, so an output folder inside an input folder is never read back as input.
+    is left out, so an output folder inside an input folder is never read back as input. A
+    file reached twice (given twice, or given and inside a folder given) is taken once, where
+    it first comes.
     """
     from upsampler.io.video import find_videos
 
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+
+    def take(path: Path, relative: Path) -> None:
+        if (key := os.path.abspath(path)) not in seen:
+            seen.add(key)
+            found.append((path, relative))
+
     for item in inputs:
         if item.is_dir():
             images = find_images(item, recursive=recursive, exclude=output)
             videos = find_videos(item, recursive=recursive, exclude=output)
             for path in sorted(images + videos):
-                found.append((path, path.relative_to(item)))
+                take(path, path.relative_to(item))
         elif item.exists():
-            found.append((item, Path(item.name)))
+            take(item, Path(item.name))
         else:
             missing.append((item, "no such file or folder"))
     return found, missing

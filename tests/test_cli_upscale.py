@@ -177,6 +177,18 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
     assert not (tmp_path / "big" / "big").exists()
 
 
+def test_a_file_given_twice_or_with_its_folder_is_upscaled_once(tmp_path, model_dir):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "in" / "b.png")
+    a = str(tmp_path / "in" / "a.png")
+    args = ["upscale", a, a, str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--model", str(model_dir), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "done 2, skipped 0, failed 0" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
 def test_hidden_files_and_folders_are_not_inputs_and_max_pixels_is_named(tmp_path, model_dir):
     (tmp_path / "in" / ".thumbnails").mkdir(parents=True)
     Image.fromarray(pixels(8, 10, 3)).save(tmp_path / "in" / "a.png")  # 80 pixels

@@ -54,6 +54,18 @@ def test_find_images_by_suffix_in_any_case_sorted_and_recursive_on_request(tmp_p
     assert find_images(tmp_path, recursive=True) == deep  # the same on every call
 
 
+def test_find_images_takes_a_file_reached_twice_once(tmp_path):
+    _touch(tmp_path, "a.png", "b.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")  # a name of its own: kept
+    a, b, link = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "link.png"
+    same_a = tmp_path / ".." / tmp_path.name / "a.png"
+    found = find_images([b, a, tmp_path, same_a, b], recursive=False)
+    assert found == [b, a, link]
+    assert find_images([tmp_path / "missing.png"] * 2, recursive=False) == [
+        tmp_path / "missing.png"
+    ]
+
+
 def test_find_images_skips_hidden_files_and_folders_inside_folders(tmp_path):
     _touch(tmp_path, "a.png", ".b.png", "._c.jpg", ".thumbnails/d.png", "sub/.e.png", "sub/f.png")
     assert _relative(find_images(tmp_path, recursive=True), tmp_path) == ["a.png", "sub/f.png"]

@@ -51,7 +51,8 @@ def find_images(
     files and folders: ``.thumbnails/``, macOS ``._photo.jpg``) are skipped, symbolic links to
     files are taken and symbolic links to folders are not descended into (as
     ``Path.rglob``). A path that is not a folder is returned as given, whatever its suffix and
-    even if missing, so that reading it says what is wrong with it.
+    even if missing, so that reading it says what is wrong with it. A file reached twice (given
+    twice, or given and inside a folder given) is returned once, where it first comes.
 
     Args:
         paths: files and folders (one, or several).
@@ -71,7 +72,14 @@ def find_images(
             for path in list_files(item, recursive=recursive, exclude=exclude)
             if path.suffix.lower() in IMAGE_SUFFIXES
         ]
-    return found
+    # The same path under two spellings (a/../a/b.png) is one file; links keep their own names.
+    seen: set[str] = set()
+    unique = []
+    for path in found:
+        if (key := os.path.abspath(path)) not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
 
 
 def list_files(
