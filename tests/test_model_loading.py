@@ -437,3 +437,16 @@ def test_training_starts_from_a_cached_hub_id_and_refuses_other_architectures(
     recipe = tiny_recipe(photos, tmp_path / "run3", train={"init_from": "someone/not-cached"})
     with pytest.raises(RecipeError, match="train.init_from: .*not in the Hugging Face cache"):
         Trainer(recipe_from_dict(recipe))
+
+
+def test_a_device_name_torch_does_not_know_names_the_accepted_ones():
+    from upsampler.inference.devices import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"auto, cpu, cuda, cuda:N or mps, got 'gpu'$"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match="device must be cpu, cuda or mps, got meta"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            resolve_device("cuda:1")

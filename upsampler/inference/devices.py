@@ -28,7 +28,12 @@ DTYPES: dict[str, torch.dtype] = {
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """ "auto" -> CUDA if available, else MPS if available, else CPU; anything else as given."""
     if str(device) != "auto":
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except RuntimeError:  # torch's message lists every device type it knows
+            raise ValueError(
+                f"device must be auto, cpu, cuda, cuda:N or mps, got {str(device)!r}"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
         if device.type == "mps" and not torch.backends.mps.is_available():
