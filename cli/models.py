@@ -60,7 +60,7 @@ def info(
         ("source", source),
         ("architecture", facts["architecture"]),
         ("scale", f"{facts['scale']}x"),
-        ("parameters", f"{facts['parameters']:,}"),
+        ("parameters", "unknown" if facts["parameters"] is None else f"{facts['parameters']:,}"),
         ("input size", f"{size_rule} (the engine pads tiles to fit)"),
         ("precisions", ", ".join(facts["dtypes"])),
         ("text", "text-conditioned" if facts["text_conditioning"] else "unconditional"),

@@ -53,6 +53,24 @@ def test_an_exported_file_upscales_like_the_model_through_the_upscaler(tmp_path)
     export_onnx(model, tmp_path / "model.onnx", seed=5, verify=False)
     loaded = load_model(tmp_path / "model.onnx")
     assert isinstance(loaded, OnnxUpsampler)
+    # The graph holds the folded kernels and biases of every convolution (the mapping network,
+    # kernel banks and modulation weights are gone), as constants; the upsampling blocks' first
+    # kernels in their sub-pixel form (four 2x2 kernels for one 3x3) and a few shapes add some.
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    folded = [m for m in model.modules() if hasattr(m, "sample_kernels")]
+    kernels = sum(
+        c.weight.numel() + (c.bias.numel() if c.bias is not None else 0) for c in convolutions
+    )
+    from upsampler.models.folding import folded_styles
+
+    ws = model.image_styles(None, generator=torch.Generator().manual_seed(5))
+    with folded_styles(model, ws):
+        kernels += sum(
+            c.folded_weight.numel() + (0 if c.folded_bias is None else c.folded_bias.numel())
+            for c in folded
+        )
+    assert kernels <= loaded.num_parameters() <= 1.25 * kernels
+    assert sum(p.numel() for p in loaded.parameters()) == 0
     image = torch.rand(1, 3, 37, 50)
     expected = Upscaler(model, device="cpu").upscale(image, seed=5, tile=16)
     got = Upscaler(loaded, device="cpu").upscale(image, seed=5, tile=16)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -293,6 +294,26 @@ class OnnxUpsampler(_GraphModel):
             if key.startswith(METADATA_PREFIX)
         }
         return cls(session, metadata, path)
+
+    def num_parameters(self) -> int | None:
+        """The weights the graph holds (its initializers' elements: the folded kernels, not the
+        parameters of the model it was exported from); None without ``onnx`` or a file."""
+        try:
+            import onnx
+        except ImportError:
+            return None
+        if self.path is None:
+            return None
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        # The folded kernels are traced as constants: Constant nodes as well as initializers.
+        tensors = list(graph.initializer) + [
+            attribute.t
+            for node in graph.node
+            if node.op_type == "Constant"
+            for attribute in node.attribute
+            if attribute.name == "value"
+        ]
+        return sum(math.prod(tensor.dims) for tensor in tensors)
 
     @property
     def scale(self) -> int:

@@ -136,7 +136,9 @@ def _load_local(path: Path) -> UpsamplerModel:
 def describe(model: UpsamplerModel) -> dict[str, object]:
     """What ``upsampler info`` prints: architecture, scale, parameters, size rule, dtypes, text."""
     architecture = getattr(model, "architecture", None) or type(model).__name__
-    parameters = sum(p.numel() for p in model.parameters())
+    # Graphs run outside torch hold their weights themselves (None: not countable here).
+    count = getattr(model, "num_parameters", None)
+    parameters = count() if callable(count) else sum(p.numel() for p in model.parameters())
     dtypes = [
         str(d).removeprefix("torch.")
         for d in (torch.float32, torch.bfloat16, torch.float16)
