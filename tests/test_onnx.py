@@ -55,7 +55,7 @@ def test_an_exported_file_upscales_like_the_model_through_the_upscaler(tmp_path)
     assert isinstance(loaded, OnnxUpsampler)
     # The graph holds the folded kernels and biases of every convolution (the mapping network,
     # kernel banks and modulation weights are gone), as constants; the upsampling blocks' first
-    # kernels in their sub-pixel form (four 2x2 kernels for one 3x3) and a few shapes add some.
+    # kernels as transposed 4x4 kernels (for one 3x3) and a few shapes add some.
     convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     folded = [m for m in model.modules() if hasattr(m, "sample_kernels")]
     kernels = sum(

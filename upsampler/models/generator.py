@@ -573,7 +573,8 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
             rgb = (
                 residual
                 if rgb is None
-                else F.interpolate(rgb, scale_factor=2.0, mode="bilinear") + residual
+                # (contiguous: in channels-last, 3 channels interpolate several times slower)
+                else F.interpolate(rgb.contiguous(), scale_factor=2.0, mode="bilinear") + residual
             )
             if return_pyramid or index == len(self.decoder_blocks) - 1:
                 base = self.interpolated_input(lq, rgb.shape[-2:]) if add_input else None

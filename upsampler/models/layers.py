@@ -173,62 +173,45 @@ class ModulatedResBlock(nn.Module):
 
     def forward_upsampled(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` of ``x`` upsampled 2x (nearest), with folded kernels, without making the
-        upsampled input: a 3x3 convolution of a nearest-upsampled map is, for each of the four
-        output phases, a 2x2 convolution of the map itself, so conv1 runs at the input
-        resolution with 4x the output channels and 4/9 of the work (sub-pixel convolution), and
-        the 1x1 skip, which commutes with the upsampling, runs there too. The same output as
-        ``forward(upsample(x))`` to float rounding."""
-        weight, bias = self._phase_kernels()
+        upsampled input: a 3x3 convolution of a nearest-upsampled map is a transposed
+        convolution of the map itself (stride 2, 4x4 kernel: for each of the four output phases
+        a 2x2 kernel), so conv1 runs at the input resolution with 4/9 of the work and writes
+        the upsampled output directly, and the 1x1 skip, which commutes with the upsampling,
+        runs there too. The same output as ``forward(upsample(x))`` to float rounding."""
+        weight, bias = self._transposed_kernel()
         batch, _, height, width = x.shape
         channels = self.conv2.in_channels
-        # (b, 4o, h + 1, w + 1): phase (a, b) of output pixel (2i + a, 2j + b) at (i + a, j + b)
-        phases = F.conv2d(x, weight, bias, padding=1)
-        phases = phases.permute(0, 2, 3, 1).reshape(batch, height + 1, width + 1, 2, 2, channels)
-        out = x.new_empty(batch, height, 2, width, 2, channels)
-        for a in (0, 1):
-            for b in (0, 1):
-                out[:, :, a, :, b, :] = phases[:, a : a + height, b : b + width, a, b, :]
-        h = out.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+        h = F.conv_transpose2d(x, weight, bias, stride=2, padding=1)
         h = F.leaky_relu(h, 0.2, inplace=True)
         h = F.leaky_relu(self.conv2(h), 0.2, inplace=True)
         residual = x if self.skip is None else self.skip(x)
         # The nearest-upsampled residual, added to each 2x2 block of h by broadcasting, without
-        # making the upsampled map (h is channels-last, as the interleaved phases above). Out of
-        # place: the ONNX exporter's tracer loses in-place writes through such a view.
+        # making the upsampled map (h in channels-last). Out of place: the ONNX exporter's
+        # tracer loses in-place writes through such a view.
         blocks = h.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         blocks = blocks.view(batch, height, 2, width, 2, channels)
         out = torch.add(blocks, residual.permute(0, 2, 3, 1)[:, :, None, :, None, :], alpha=_HALF)
         return out.view(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
-    def _phase_kernels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """conv1's folded 3x3 kernel as the (4 * o, i, 2, 2) kernel of :meth:`forward_upsampled`
-        (output channels ordered phase-major: (2a + b) * o + c), made once per folding."""
+    def _transposed_kernel(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """conv1's folded 3x3 kernel as the (i, o, 4, 4) kernel of :meth:`forward_upsampled`'s
+        transposed convolution, made once per folding."""
         folded = self.conv1.folded_weight
         if folded is None:
             raise RuntimeError("forward_upsampled needs folded kernels")
-        if getattr(self, "_phase_source", None) is not folded:
-            # Rows (and then columns) of the 3x3 kernel seen by phase 0 and phase 1: offsets
-            # -1 and 0 for phase 0 (taps 0 and 1 + 2), 0 and +1 for phase 1 (taps 0 + 1 and 2).
-            w = folded
-            rows = [
-                torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], dim=2),
-                torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], dim=2),
-            ]  # each (o, i, 2, 3)
-            kernels = []
-            for a in (0, 1):
-                for b in (0, 1):
-                    r = rows[a]
-                    cols = (
-                        [r[..., 0], r[..., 1] + r[..., 2]]
-                        if b == 0
-                        else [r[..., 0] + r[..., 1], r[..., 2]]
-                    )
-                    kernels.append(torch.stack(cols, dim=-1))  # (o, i, 2, 2)
-            weight = torch.cat(kernels).contiguous(memory_format=torch.channels_last)
-            bias = self.conv1.folded_bias
-            self._phase = (weight, None if bias is None else bias.repeat(4))
-            self._phase_source = folded
-        return self._phase
+        if getattr(self, "_transposed_source", None) is not folded:
+            # Output row 2i takes input rows i - 1 (tap 0) and i (taps 1 + 2); row 2i + 1 takes
+            # rows i (taps 0 + 1) and i + 1 (tap 2). With stride 2 and padding 1, transposed
+            # kernel row k reaches output row 2i from input row i - (k - 1) / 2 (k odd) and
+            # row 2i + 1 from input row i - (k - 2) / 2 (k even): rows 3, 1 | 2, 0 below.
+            taps = folded.new_tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]])
+            kernel = torch.einsum("ak,oikl,bl->ioab", taps, folded, taps)
+            self._transposed = (
+                kernel.contiguous(memory_format=torch.channels_last),
+                self.conv1.folded_bias,
+            )
+            self._transposed_source = folded
+        return self._transposed
 
     def forward(self, x: torch.Tensor, ws: torch.Tensor | None) -> torch.Tensor:
         residual = x if self.skip is None else self.skip(x)
