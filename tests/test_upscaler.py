@@ -299,6 +299,22 @@ def test_auto_tile_fits_the_memory_budget(upscaler, monkeypatch):
     assert upscaler.scale == 4 and upscaler.size_multiple == 4
 
 
+def test_an_image_up_to_320_px_runs_whole_when_the_work_per_pixel_is_constant(monkeypatch):
+    attention = Upscaler(tiny_generator(), device="cpu")  # attention grows with the tile
+    assert not attention.model.work_per_pixel_is_constant
+    assert attention.auto_tile(256, 256) == 136
+    plain = Upscaler(tiny_generator(attention_levels=[]), device="cpu")
+    assert plain.model.work_per_pixel_is_constant
+    assert plain.auto_tile(256, 256) == 256  # one tile: no overlaps computed twice
+    assert plain.auto_tile(250, 100) == 252  # sides rounded up to the size multiple
+    assert plain.auto_tile(320, 200) == 320
+    assert plain.auto_tile(321, 200) == attention.auto_tile(321, 200) == 128  # tiles as before
+    assert plain.auto_tile() == 192
+    budget = plain.estimate_tile_bytes(128)
+    monkeypatch.setattr(plain, "available_bytes", lambda: budget)
+    assert plain.auto_tile(256, 256) <= 128  # one tile only when it fits the memory
+
+
 def test_from_pretrained_round_trip_and_clear_errors(tmp_path, monkeypatch):
     model = tiny_generator()
     model.save_pretrained(tmp_path / "model")

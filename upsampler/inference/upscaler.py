@@ -246,6 +246,7 @@ class Upscaler:
             height=height,
             width=width,
             overlap=overlap,
+            constant_work_per_pixel=getattr(self.model, "work_per_pixel_is_constant", False),
         )
 
     # ------------------------------------------------------------------ upscale

@@ -24,6 +24,10 @@ class UpsamplerModel(Protocol):
 
     Size rule: an input tile's sides must be multiples of ``size_multiple`` and at least
     ``min_size``; the engine pads tiles to satisfy it (the padding is cropped away).
+
+    Optional: ``work_per_pixel_is_constant`` (a bool; False when absent): True lets the engine
+    run a small image as one tile (a model without attention, whose work per pixel does not
+    grow with the tile).
     """
 
     @property

@@ -357,6 +357,14 @@ class GigaGANUpsampler(ModelMixin, ConfigMixin):
 
     #: the output depends on the style noise z (the engine shares one z across an image's tiles)
     uses_styles = True
+
+    @property
+    def work_per_pixel_is_constant(self) -> bool:
+        """No attention: the work per input pixel does not grow with the tile, so an image
+        that fits one tile is best run whole (optional for the engine's models; see
+        :func:`upsampler.inference.memory.auto_tile`)."""
+        return not self.config.attention_levels
+
     #: no noise on the input (AuraSR has some)
     input_noise_std = 0.0
 
