@@ -510,7 +510,7 @@ class _Run:
             total=len(self.todo),
             desc="images",
             unit="image",
-            disable=not self.show_progress,
+            disable=not self.show_progress or not self.todo,  # nothing to do: no empty bar
             dynamic_ncols=True,
         )
         parts = leftover_parts({job.target.parent for job in self.todo})

@@ -177,6 +177,16 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path, model_dir):
     assert not (tmp_path / "big" / "big").exists()
 
 
+def test_a_run_with_nothing_left_to_do_shows_no_empty_progress_bar(tmp_path, model_dir):
+    Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", str(model_dir)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "images: 100%" in first.stderr, first.stderr
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "skipped 1" in again.output
+    assert "images" not in again.stderr, again.stderr
+
+
 def test_a_file_given_twice_or_with_its_folder_is_upscaled_once(tmp_path, model_dir):
     (tmp_path / "in").mkdir()
     Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "in" / "a.png")
