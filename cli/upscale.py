@@ -34,6 +34,7 @@ from upsampler.io.files import find_images
 from upsampler.io.formats import (
     ANIMATION_SUFFIXES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_PNG_COMPRESSION,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     WRITE_FORMATS,
@@ -271,6 +272,14 @@ def upscale(
     quality: int = typer.Option(
         95, "--quality", min=1, max=100, help="JPEG/WebP quality (WebP 100 is lossless)."
     ),
+    png_compression: int = typer.Option(
+        DEFAULT_PNG_COMPRESSION,
+        "--png-compression",
+        min=0,
+        max=9,
+        help="PNG zlib level, lossless either way: higher is smaller and slower (a 3840x2160 "
+        "output: 3 takes 0.8 s, 6 2.2 s for 13% fewer bytes, 9 22 s).",
+    ),
     suffix: str = typer.Option("", "--suffix", help="Added to output names, e.g. _4x."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo outputs that exist (default: skip them, resuming)."
@@ -385,6 +394,7 @@ def upscale(
             prompt=prompt,
             max_pixels=max_pixels,
             quality=quality,
+            png_compression=png_compression,
             video_codec=video_codec.value,
             crf=crf,
             pix_fmt=pix_fmt,
@@ -586,7 +596,11 @@ class _Run:
                 progress=self._on_tiles,
             )
             write_image(
-                job.target, data.with_pixels(pixels), format=job.format, quality=options["quality"]
+                job.target,
+                data.with_pixels(pixels),
+                format=job.format,
+                quality=options["quality"],
+                png_compression=options["png_compression"],
             )
             self.done += 1
             return None

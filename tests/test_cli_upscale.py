@@ -187,6 +187,21 @@ def test_a_run_with_nothing_left_to_do_shows_no_empty_progress_bar(tmp_path, mod
     assert "images" not in again.stderr, again.stderr
 
 
+def test_png_compression_changes_the_bytes_not_the_pixels(tmp_path, model_dir):
+    Image.fromarray(pixels(16, 16, 3)).save(tmp_path / "a.png")
+    sizes, images = {}, {}
+    for level in ("0", "9"):
+        out = tmp_path / level
+        args = ["upscale", str(tmp_path / "a.png"), "-o", str(out), "-m", str(model_dir)]
+        result = runner.invoke(app, [*args, "--png-compression", level, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        sizes[level] = (out / "a.png").stat().st_size
+        images[level] = np.asarray(Image.open(out / "a.png"))
+    assert sizes["9"] < sizes["0"] and np.array_equal(images["0"], images["9"])
+    bad = runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--png-compression", "10"])
+    assert bad.exit_code == 2
+
+
 def test_a_file_given_twice_or_with_its_folder_is_upscaled_once(tmp_path, model_dir):
     (tmp_path / "in").mkdir()
     Image.fromarray(pixels(8, 8, 3)).save(tmp_path / "in" / "a.png")

@@ -95,6 +95,27 @@ def test_lossy_formats_carry_metadata(tmp_path, suffix, quality):
         assert np.array_equal(as_int(back.pixels, 8), as_int(data.pixels, 8))
 
 
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_compression_trades_size_for_time_losslessly(tmp_path, bit_depth):
+    # A smooth gradient with a little noise: compressible, as photos are.
+    ramp = np.linspace(0, 2**bit_depth - 1, 96)[None, :, None] * np.ones((64, 1, 3))
+    noise = np.random.default_rng(0).integers(0, 4, ramp.shape)
+    peak = 2**bit_depth - 1
+    pixels = (np.rint(np.clip(ramp + noise, 0, peak)) / peak).astype(np.float32)
+    data = ImageData(pixels, bit_depth=bit_depth)
+    sizes = {}
+    for level in (0, 3, 9):
+        path = tmp_path / f"level{level}.png"
+        write_image(path, data, png_compression=level)
+        assert np.array_equal(read_image(path).pixels, pixels)
+        sizes[level] = path.stat().st_size
+    assert max(sizes[3], sizes[9]) < 0.9 * sizes[0]  # 0 stores, 3 and 9 compress
+    write_image(tmp_path / "default.png", data)
+    assert (tmp_path / "default.png").read_bytes() == (tmp_path / "level3.png").read_bytes()
+    with pytest.raises(ValueError, match=r"png_compression must be in \[0, 9\], got 10"):
+        write_image(tmp_path / "bad.png", data, png_compression=10)
+
+
 def test_jpeg_refuses_alpha(tmp_path):
     with pytest.raises(ValueError, match="JPEG cannot store alpha"):
         write_image(tmp_path / "a.jpg", ImageData(random_pixels(4, 4, 4)))

@@ -57,7 +57,12 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # atomic_output lives in upsampler.io.files; it is imported from here by older callers too.
 from upsampler.io.files import atomic_output
-from upsampler.io.formats import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, WRITE_FORMATS
+from upsampler.io.formats import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PNG_COMPRESSION,
+    IMAGE_SUFFIXES,
+    WRITE_FORMATS,
+)
 
 ORIENTATION_TAG = 0x0112
 # TIFF tags that describe the file's own layout: meaningless (and wrong) once copied as EXIF.
@@ -604,6 +609,7 @@ def write_image(
     *,
     format: str | None = None,
     quality: int = 95,
+    png_compression: int = DEFAULT_PNG_COMPRESSION,
 ) -> None:
     """Write ``data`` to ``path`` atomically, keeping bit depth, alpha, ICC and EXIF where the
     format can (see the module docstring).
@@ -611,6 +617,7 @@ def write_image(
     Args:
         format: "PNG", "JPEG", "WEBP", "TIFF" or "BMP"; by default from the suffix.
         quality: 1-100 for JPEG and WebP (WebP at 100 is lossless); ignored by lossless formats.
+        png_compression: zlib level 0-9 of PNG files (higher: smaller and slower; lossless).
 
     Raises:
         ValueError: an unknown format, a bad quality, or alpha asked of JPEG.
@@ -622,23 +629,27 @@ def write_image(
         raise ValueError(f"format must be one of {', '.join(WRITE_FORMATS)}, got {format!r}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100], got {quality}")
+    if not 0 <= png_compression <= 9:
+        raise ValueError(f"png_compression must be in [0, 9], got {png_compression}")
     if format in ("JPEG", "BMP") and data.has_alpha:
         raise ValueError(f"{format} cannot store alpha; write this image as png, webp or tiff")
     try:
         with atomic_output(path) as temporary:
             if data.bit_depth == 16 and format == "PNG" and data.channels > 1:
-                _write_png16(temporary, data)
+                _write_png16(temporary, data, png_compression)
             elif data.bit_depth == 16 and format == "TIFF" and data.channels > 1:
                 _write_tiff16(temporary, data)
             else:
-                _write_pil(temporary, data, format, quality)
+                _write_pil(temporary, data, format, quality, png_compression)
     except (ValueError, ImageWriteError):
         raise
     except OSError as error:
         raise ImageWriteError(f"{path}: cannot write ({error.strerror or error})") from error
 
 
-def _write_pil(path: Path, data: ImageData, format: str, quality: int) -> None:
+def _write_pil(
+    path: Path, data: ImageData, format: str, quality: int, png_compression: int
+) -> None:
     if data.bit_depth == 16 and format in ("PNG", "TIFF"):
         image = to_pil(data)  # only 16-bit grey reaches here: I;16
     else:
@@ -656,6 +667,8 @@ def _write_pil(path: Path, data: ImageData, format: str, quality: int) -> None:
     elif format == "WEBP":
         # exact: lossless WebP would otherwise drop the colour under fully transparent pixels.
         options.update(quality=quality, lossless=quality == 100, exact=True)
+    elif format == "PNG":
+        options.update(compress_level=png_compression)
     elif format == "TIFF" and not data.exif:
         # Deflate goes through libtiff, which cannot write an EXIF sub-IFD: with EXIF the file
         # stays uncompressed (Pillow's own writer) rather than lose the metadata.
@@ -663,13 +676,18 @@ def _write_pil(path: Path, data: ImageData, format: str, quality: int) -> None:
     image.save(path, format=format, **options)
 
 
-def _write_png16(path: Path, data: ImageData) -> None:
+def _write_png16(path: Path, data: ImageData, compression: int) -> None:
     import png  # pypng: Pillow has no 16-bit colour modes
 
     array = _to_int(data.pixels, 16)
     height, width, channels = array.shape
     writer = png.Writer(
-        width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16
+        width,
+        height,
+        greyscale=channels in (1, 2),
+        alpha=channels in (2, 4),
+        bitdepth=16,
+        compression=compression,
     )
     buffer = io.BytesIO()
     writer.write(buffer, array.reshape(height, width * channels))
