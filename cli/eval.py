@@ -121,17 +121,20 @@ def eval_command(
     except (ValueError, OSError, ModelUnavailableError, SpandrelUnavailableError) as error:
         raise fail(error) from error
 
-    bars: list[tqdm] = []  # made at the first image, when the count is known
+    bar = None  # made at the first image, when the count is known
 
     def on_image(index: int, total: int, name: str) -> None:
-        if not bars:
-            bars.append(
-                tqdm(
-                    total=total, unit="image", dynamic_ncols=True, leave=False, disable=not progress
-                )
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(
+                total=total, unit="image", dynamic_ncols=True, leave=False, disable=not progress
             )
-        bars[0].set_postfix_str(name, refresh=False)
-        bars[0].update(1)
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
+    def close_bar() -> None:
+        if bar is not None:
+            bar.close()
 
     try:
         report = evaluate(
@@ -150,11 +153,9 @@ def eval_command(
             max_pixels=max_pixels,
         )
     except (ValueError, OSError) as error:  # LPIPSWeightsNotFoundError is a FileNotFoundError
-        for bar in bars:
-            bar.close()
+        close_bar()  # before the message, which would otherwise share the bar's line
         raise fail(error) from error
-    for bar in bars:
-        bar.close()
+    close_bar()
 
     channel = "RGB" if rgb else "Y (BT.601)"
     typer.echo(

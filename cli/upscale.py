@@ -30,7 +30,7 @@ from pathlib import Path
 
 import typer
 
-from upsampler.io.files import find_images
+from upsampler.io.files import find_images, first_of_each_file
 from upsampler.io.formats import (
     ANIMATION_SUFFIXES,
     DEFAULT_MAX_PIXELS,
@@ -95,24 +95,17 @@ def _collect(
 
     found: list[tuple[Path, Path]] = []
     missing: list[tuple[Path, str]] = []
-    seen: set[str] = set()
-
-    def take(path: Path, relative: Path) -> None:
-        if (key := os.path.abspath(path)) not in seen:
-            seen.add(key)
-            found.append((path, relative))
-
     for item in inputs:
         if item.is_dir():
             images = find_images(item, recursive=recursive, exclude=output)
             videos = find_videos(item, recursive=recursive, exclude=output)
             for path in sorted(images + videos):
-                take(path, path.relative_to(item))
+                found.append((path, path.relative_to(item)))
         elif item.exists():
-            take(item, Path(item.name))
+            found.append((item, Path(item.name)))
         else:
             missing.append((item, "no such file or folder"))
-    return found, missing
+    return first_of_each_file(found, path=lambda pair: pair[0]), missing
 
 
 def _kind(source: Path, max_pixels: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class EvaluationReport:
     methods: tuple[MethodScores, ...]
     skipped: tuple[tuple[str, str], ...] = field(default=())
 
-    @property
+    @functools.cached_property
     def exact_images(self) -> tuple[str, ...]:
         """Images some method reproduced exactly (infinite PSNR; a flat colour, say): every
         method's PSNR mean leaves them out, so that the means stay finite and comparable."""

@@ -31,8 +31,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from upsampler.io.formats import IMAGE_SUFFIXES
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- finding images
 
@@ -72,13 +75,20 @@ def find_images(
             for path in list_files(item, recursive=recursive, exclude=exclude)
             if path.suffix.lower() in IMAGE_SUFFIXES
         ]
-    # The same path under two spellings (a/../a/b.png) is one file; links keep their own names.
+    return first_of_each_file(found)
+
+
+def first_of_each_file(
+    items: Iterable[T], path: Callable[[T], str | os.PathLike] = lambda item: item
+) -> list[T]:
+    """``items`` without those whose ``path`` names a file an earlier one named: paths compare
+    as absolute paths (``a/../a/b.png`` is ``a/b.png``), so links keep their own names."""
     seen: set[str] = set()
     unique = []
-    for path in found:
-        if (key := os.path.abspath(path)) not in seen:
+    for item in items:
+        if (key := os.path.abspath(path(item))) not in seen:
             seen.add(key)
-            unique.append(path)
+            unique.append(item)
     return unique
 
 

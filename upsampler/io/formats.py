@@ -1,11 +1,13 @@
-"""The image files read and written, and the pixel limit: plain data with no imports, so the
-command line can show them in its help without loading NumPy or Pillow."""
+"""The image files read and written, the pixel limit and the PNG compression level: plain data
+with no imports, so the command line can show them in its help without loading NumPy or
+Pillow."""
 
 from __future__ import annotations
 
 __all__ = [
     "ANIMATION_SUFFIXES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_PNG_COMPRESSION",
     "IMAGE_SUFFIXES",
     "TRAINING_MAX_PIXELS",
     "VIDEO_SUFFIXES",
@@ -18,14 +20,15 @@ __all__ = [
 # megapixels (about 2 GB as 8-bit RGB).
 DEFAULT_MAX_PIXELS = 40_000_000
 
-# zlib level of PNG outputs. For a 3840x2160 upscale (2 cores): level 1 0.49 s and 5.8 MiB,
-# 3 0.80 s and 5.4 MiB, 6 (Pillow's default) 2.17 s and 4.7 MiB, 9 22.1 s and 4.4 MiB: 3 saves
-# most of the time for 15% more bytes.
-DEFAULT_PNG_COMPRESSION = 3
 # The limit readers of training photos pass instead (the data loader, teacher caches, `upsampler
 # degrade`, scripts/gather_photos.py): they crop or shrink what they read, and 45-100 megapixel
 # camera photos are ordinary training data.
 TRAINING_MAX_PIXELS = 200_000_000
+
+# zlib level of PNG outputs. For a 3840x2160 upscale (2 cores): level 1 0.49 s and 5.8 MiB,
+# 3 0.80 s and 5.4 MiB, 6 (Pillow's default) 2.17 s and 4.7 MiB, 9 22.1 s and 4.4 MiB: 3 saves
+# most of the time for 15% more bytes.
+DEFAULT_PNG_COMPRESSION = 3
 
 # Input suffixes and the Pillow format each one is read as; other files in a folder are ignored.
 IMAGE_SUFFIXES: dict[str, str] = {
